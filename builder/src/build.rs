@@ -1,0 +1,243 @@
+//! Turning a checked spec into a signed bundle on disk.
+
+use crate::spec::Spec;
+use crate::{Error, Result};
+use ferry_bundle::{
+    write_bundle, BundleContents, Compression, FileEntry, Manifest, Reporter, Target, Timestamp,
+    FORMAT,
+};
+use ferry_keys::SecretKey;
+use sha2::{Digest, Sha256};
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+/// Options of `ferry-build build`.
+#[derive(Clone, Debug)]
+pub struct BuildOptions {
+    /// gzip or none.
+    pub compression: Compression,
+    /// Split size in bytes.
+    pub split: Option<u64>,
+    /// Build time; `SOURCE_DATE_EPOCH` or now.
+    pub created: Timestamp,
+}
+
+/// What a build produced.
+#[derive(Clone, Debug)]
+pub struct BuildOutput {
+    /// The bundle file, or its parts.
+    pub files: Vec<PathBuf>,
+    /// The manifest inside.
+    pub manifest: Manifest,
+    /// SHA-256 of the whole bundle byte stream (all parts concatenated).
+    pub sha256: String,
+    /// Total size on disk.
+    pub size: u64,
+}
+
+/// The build time: `SOURCE_DATE_EPOCH` if set (reproducible builds), else now.
+pub fn build_time() -> Result<Timestamp> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) => v.trim().parse::<u64>().map(Timestamp).map_err(|_| {
+            Error::Usage(format!(
+                "SOURCE_DATE_EPOCH={v:?} is not a number of seconds since 1970"
+            ))
+        }),
+        Err(_) => Ok(Timestamp::now()),
+    }
+}
+
+/// Build the spec into `out_dir`, signed by `key`.
+pub fn build(
+    spec: &Spec,
+    key: &SecretKey,
+    out_dir: &Path,
+    options: &BuildOptions,
+    reporter: &dyn Reporter,
+) -> Result<BuildOutput> {
+    // 1. Capabilities that arrive with later versions fail before any work is done.
+    if !spec.repositories.is_empty() || !spec.packages.is_empty() {
+        return Err(Error::Unsupported {
+            path: spec.path.clone(),
+            what: "fetching APT packages ([[repository]]/[[package]])".into(),
+            help: "remove those sections, or carry .deb files as [[file]] entries for now".into(),
+        });
+    }
+    if !spec.images.is_empty() {
+        return Err(Error::Unsupported {
+            path: spec.path.clone(),
+            what: "fetching container images ([[image]])".into(),
+            help: "remove the [[image]] sections, or carry an image archive as a [[file]] entry for now".into(),
+        });
+    }
+    std::fs::create_dir_all(out_dir).map_err(|e| Error::io(out_dir, e))?;
+
+    // 2. Hash every local file.
+    reporter.step(&format!("hashing {} file(s)", spec.files.len()));
+    let mut files: Vec<(FileEntry, PathBuf)> = Vec::new();
+    for request in &spec.files {
+        let source = spec.resolve_path(&request.source);
+        let (size, sha256, executable) = hash_file(&source)?;
+        let mode = request
+            .mode
+            .clone()
+            .unwrap_or_else(|| if executable { "0755" } else { "0644" }.to_string());
+        files.push((
+            FileEntry {
+                path: request.path.clone(),
+                size,
+                sha256,
+                mode,
+            },
+            source,
+        ));
+    }
+    files.sort_by(|a, b| a.0.path.cmp(&b.0.path));
+
+    // 3. The manifest.
+    let created = options.created;
+    let days = spec
+        .expires_in_days
+        .unwrap_or(crate::spec::DEFAULT_EXPIRES_IN_DAYS);
+    let manifest = Manifest {
+        format: FORMAT.into(),
+        name: spec.name.clone(),
+        channel: spec.channel().to_string(),
+        sequence: spec.sequence.unwrap_or(created.unix()),
+        created,
+        expires: Timestamp(created.unix() + days * 86_400),
+        builder: format!("ferry-build {}", env!("CARGO_PKG_VERSION")),
+        target: Target {
+            distro: spec.target.distro.clone(),
+            codename: spec.target.codename.clone(),
+            arch: spec.target.arch.clone(),
+        },
+        files: files.iter().map(|(f, _)| f.clone()).collect(),
+        packages: vec![],
+        images: vec![],
+        steps: spec.steps.clone(),
+        backups: spec.backups.clone(),
+        notes: spec.notes.clone(),
+    };
+    let json = manifest.to_json();
+    // The manifest must pass the same rules every reader applies.
+    Manifest::parse(&json)?;
+
+    // 4. Sign, then write.
+    let signature = key.sign(
+        &json,
+        &manifest.trusted_comment(),
+        &format!("signature from ferry-build secret key {}", key.id()),
+    )?;
+    reporter.step(&format!("writing {}", manifest.name));
+    let sources: Vec<PathBuf> = files.into_iter().map(|(_, s)| s).collect();
+    let written = write_bundle(
+        out_dir,
+        &BundleContents {
+            manifest_json: &json,
+            signatures: std::slice::from_ref(&signature),
+            sources: &sources,
+        },
+        ferry_bundle::WriteOptions {
+            compression: options.compression,
+            split: options.split,
+        },
+        reporter,
+    )?;
+    let (sha256, size) = hash_parts(&written)?;
+    Ok(BuildOutput {
+        files: written,
+        manifest,
+        sha256,
+        size,
+    })
+}
+
+/// Size, SHA-256 and executable bit of a file, streamed.
+pub fn hash_file(path: &Path) -> Result<(u64, String, bool)> {
+    let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let meta = file.metadata().map_err(|e| Error::io(path, e))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = file.read(&mut buf).map_err(|e| Error::io(path, e))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        size += n as u64;
+    }
+    Ok((
+        size,
+        hex::encode(hasher.finalize()),
+        meta.permissions().mode() & 0o111 != 0,
+    ))
+}
+
+fn hash_parts(parts: &[PathBuf]) -> Result<(String, u64)> {
+    let mut hasher = Sha256::new();
+    let mut size = 0;
+    let mut buf = vec![0u8; 1 << 20];
+    for part in parts {
+        let mut file = std::fs::File::open(part).map_err(|e| Error::io(part, e))?;
+        loop {
+            let n = file.read(&mut buf).map_err(|e| Error::io(part, e))?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            size += n as u64;
+        }
+    }
+    Ok((hex::encode(hasher.finalize()), size))
+}
+
+/// Parse a size like `700M`, `4G`, `1.5G`, `650MiB` or `1000000`.
+pub fn parse_size(text: &str) -> Result<u64> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        _ => return Err(bad_size(text)),
+    };
+    let value: f64 = num.parse().map_err(|_| bad_size(text))?;
+    let bytes = (value * mult as f64).round();
+    if !(1.0..=u64::MAX as f64).contains(&bytes) {
+        return Err(bad_size(text));
+    }
+    Ok(bytes as u64)
+}
+
+fn bad_size(text: &str) -> Error {
+    Error::Usage(format!(
+        "invalid size {text:?}\nhelp: use bytes or a suffix: 700M, 4G, 650MiB, 4GB"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(parse_size("1000").unwrap(), 1000);
+        assert_eq!(parse_size("4K").unwrap(), 4096);
+        assert_eq!(parse_size("700M").unwrap(), 700 << 20);
+        assert_eq!(parse_size("1.5G").unwrap(), 3 << 29);
+        assert_eq!(parse_size("4GB").unwrap(), 4_000_000_000);
+        for bad in ["", "0", "x", "12Q", "-1"] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! `ferry-builder`: everything `ferry-build` does on the connected side — parse a spec,
+//! fetch what it names, and write one signed bundle.
+//!
+//! This is the only ferry crate that talks to the outside world; it never touches the
+//! host it runs on beyond its output directory and cache.
+
+pub mod build;
+mod error;
+pub mod keyfile;
+pub mod spec;
+
+pub use error::{Error, Result};

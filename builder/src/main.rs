@@ -1,0 +1,258 @@
+//! `ferry-build`: the connected-side command. Parses arguments and calls the library.
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use ferry_builder::build::{build, build_time, parse_size, BuildOptions};
+use ferry_builder::keyfile::{self, EnvOrPrompt, PassphraseSource};
+use ferry_builder::spec::Spec;
+use ferry_bundle::{read_bundle, BundleSource, Check, Compression, Reporter, TermReporter};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "ferry-build",
+    version,
+    about = "Fetch packages and images into one signed ferry bundle"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Print less: no progress, no step messages.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    /// More log output (repeat for more).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Manage signing keys (minisign format).
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Build a signed bundle from a spec.
+    Build(BuildArgs),
+    /// Co-sign a bundle: write a detached signature over its manifest.
+    Sign(SignArgs),
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Generate a key pair: PATH.key (secret, 0600) and PATH.pub.
+    Generate {
+        /// Path prefix of the key files.
+        #[arg(long)]
+        out: PathBuf,
+        /// Store the secret key unencrypted (no passphrase).
+        #[arg(long)]
+        no_passphrase: bool,
+        /// Replace existing key files.
+        #[arg(long)]
+        force: bool,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum CompressionArg {
+    Gzip,
+    None,
+}
+
+#[derive(Args)]
+struct BuildArgs {
+    /// The spec (TOML).
+    #[arg(long)]
+    spec: PathBuf,
+    /// Secret key to sign with (minisign format).
+    #[arg(long)]
+    key: PathBuf,
+    /// Output directory.
+    #[arg(long)]
+    out: PathBuf,
+    /// gzip (default) or none.
+    #[arg(long, value_enum, default_value = "gzip")]
+    compression: CompressionArg,
+    /// Split the bundle into parts of this size (e.g. 4G, 700M).
+    #[arg(long)]
+    split: Option<String>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct SignArgs {
+    /// The bundle (or its first part).
+    bundle: PathBuf,
+    /// Secret key to sign with.
+    #[arg(long)]
+    key: PathBuf,
+    /// Where to write the detached signature.
+    #[arg(long)]
+    out: PathBuf,
+    /// Replace an existing signature file.
+    #[arg(long)]
+    force: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    match run(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(exit_code(&err))
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let level = match verbose {
+        0 => return,
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(tracing_subscriber::EnvFilter::new(level))
+        .try_init();
+}
+
+/// Exit codes from DESIGN.md: 3 for a bundle that fails verification, 1 otherwise.
+fn exit_code(err: &anyhow::Error) -> u8 {
+    for cause in err.chain() {
+        if let Some(e) = cause.downcast_ref::<ferry_bundle::Error>() {
+            if e.is_verification_failure() {
+                return 3;
+            }
+        }
+        if let Some(ferry_builder::Error::Bundle(e)) = cause.downcast_ref::<ferry_builder::Error>()
+        {
+            if e.is_verification_failure() {
+                return 3;
+            }
+        }
+    }
+    1
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let reporter = TermReporter::new(cli.quiet);
+    match cli.command {
+        Command::Key(KeyCommand::Generate {
+            out,
+            no_passphrase,
+            force,
+            json,
+        }) => {
+            let passphrase = if no_passphrase {
+                None
+            } else {
+                Some(EnvOrPrompt.new_passphrase()?)
+            };
+            let key = keyfile::generate(&out, passphrase.as_deref().map(String::as_str), force)?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "key_id": key.public.id().to_string(),
+                        "secret_key": key.secret_path,
+                        "public_key": key.public_path,
+                        "encrypted": !no_passphrase,
+                    })
+                );
+            } else {
+                println!("key id:      {}", key.public.id());
+                println!(
+                    "secret key:  {} (keep it offline; mode 0600)",
+                    key.secret_path.display()
+                );
+                println!("public key:  {}", key.public_path.display());
+                println!(
+                    "next: copy {} to /etc/ferry/trusted/ on every air-gapped host",
+                    key.public_path.display()
+                );
+            }
+        }
+        Command::Build(args) => {
+            let spec = Spec::load(&args.spec)?;
+            let key = keyfile::load_secret_key(&args.key, &EnvOrPrompt)?;
+            let options = BuildOptions {
+                compression: match args.compression {
+                    CompressionArg::Gzip => Compression::Gzip,
+                    CompressionArg::None => Compression::None,
+                },
+                split: args.split.as_deref().map(parse_size).transpose()?,
+                created: build_time()?,
+            };
+            let out = build(&spec, &key, &args.out, &options, &reporter)?;
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "name": out.manifest.name,
+                        "channel": out.manifest.channel,
+                        "sequence": out.manifest.sequence,
+                        "created": out.manifest.created,
+                        "expires": out.manifest.expires,
+                        "files": out.files,
+                        "size": out.size,
+                        "sha256": out.sha256,
+                        "key_id": key.id().to_string(),
+                    })
+                );
+            } else {
+                for f in &out.files {
+                    println!("{}", f.display());
+                }
+                println!(
+                    "bundle {} ({} payload files, {} bytes), signed by {}",
+                    out.manifest.name,
+                    out.manifest.files.len(),
+                    out.size,
+                    key.id()
+                );
+                println!("sha256 {}", out.sha256);
+                println!("expires {}", out.manifest.expires);
+            }
+        }
+        Command::Sign(args) => {
+            if args.out.exists() && !args.force {
+                anyhow::bail!(
+                    "{} already exists\nhelp: choose another --out, or pass --force",
+                    args.out.display()
+                );
+            }
+            let source = BundleSource::open(&args.bundle)?;
+            reporter.step(&format!("checking {}", source.display_path().display()));
+            let report = read_bundle(&source, Check::IntegrityOnly, None, &reporter)
+                .with_context(|| format!("{} failed its integrity check", args.bundle.display()))?;
+            let key = keyfile::load_secret_key(&args.key, &EnvOrPrompt)?;
+            let manifest = &report.unverified.manifest;
+            let sig = key.sign(
+                &report.unverified.manifest_bytes,
+                &manifest.trusted_comment(),
+                &format!("co-signature from ferry-build secret key {}", key.id()),
+            )?;
+            keyfile::write_file(&args.out, sig.to_file_string().as_bytes(), 0o644)?;
+            println!(
+                "co-signed {} (sequence {}) with key {}: {}",
+                manifest.name,
+                manifest.sequence,
+                key.id(),
+                args.out.display()
+            );
+            println!(
+                "next: pass it to ferry-install with --signature {}",
+                args.out.display()
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

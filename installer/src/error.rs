@@ -1,0 +1,61 @@
+//! The one error type of `ferry-installer`.
+
+use std::path::PathBuf;
+
+/// Result alias for this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What can go wrong on the host side.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// `installer.toml` is unreadable or invalid.
+    #[error("{path}: {message}\nhelp: fix the file or pass --config with another one")]
+    Config { path: PathBuf, message: String },
+
+    /// `state.json` is unreadable or invalid.
+    #[error("{path}: {message}\nhelp: the host state is damaged; restore it from backup or move it aside (replay protection restarts from empty)")]
+    State { path: PathBuf, message: String },
+
+    /// The trust store could not be loaded (counts as a verification failure: no key is
+    /// trusted, so nothing can be verified).
+    #[error("trust store {path}: {source}")]
+    Trust {
+        path: PathBuf,
+        #[source]
+        source: ferry_keys::Error,
+    },
+
+    /// A detached signature file could not be read.
+    #[error("{path}: {message}")]
+    Signature { path: PathBuf, message: String },
+
+    /// Reading or verifying the bundle failed.
+    #[error(transparent)]
+    Bundle(#[from] ferry_bundle::Error),
+
+    /// A local file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// The exit code DESIGN.md assigns to this failure.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Bundle(e) if e.is_verification_failure() => 3,
+            Error::Trust { .. } | Error::Signature { .. } => 3,
+            _ => 1,
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! `ferry-installer`: everything `ferry-install` does on the air-gapped host.
+//!
+//! It verifies bundles against the host's trust store and state before anything else,
+//! and acts on the host only through [`host::Host`], so every path honours `--root`.
+//! It has no outbound network code and links no TLS stack.
+
+pub mod config;
+mod error;
+pub mod host;
+pub mod state;
+pub mod verify;
+
+pub use error::{Error, Result};

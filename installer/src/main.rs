@@ -1,0 +1,290 @@
+//! `ferry-install`: the air-gapped-side command. Parses arguments and calls the library.
+
+use clap::{Args, Parser, Subcommand};
+use ferry_bundle::{read_manifest, BundleSource, TermReporter, UnverifiedBundle};
+use ferry_installer::config::Config;
+use ferry_installer::host::Host;
+use ferry_installer::verify::{verify_bundle, VerifyRequest};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "ferry-install",
+    version,
+    about = "Verify and install ferry bundles on an air-gapped host"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Operate on a system image rooted at DIR (every host path is taken under it).
+    #[arg(long, global = true, default_value = "/", value_name = "DIR")]
+    root: PathBuf,
+    /// Host configuration (default: /etc/ferry/installer.toml under --root).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Print less: no progress, no step messages.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    /// More log output (repeat for more).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Verify a bundle's signatures, freshness and every byte; writes nothing.
+    Verify(VerifyArgs),
+    /// Show a bundle's manifest without verifying it (reads only the first entries).
+    Inspect {
+        /// The bundle (or its first part).
+        bundle: PathBuf,
+        /// Print the manifest and signatures as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args)]
+struct VerifyArgs {
+    /// The bundle (or its first part).
+    bundle: PathBuf,
+    /// Trust store: a directory of *.pub files or one .pub file (default /etc/ferry/trusted).
+    #[arg(long, value_name = "PATH")]
+    trust: Option<PathBuf>,
+    /// A detached co-signature; repeatable. Counts toward the threshold with the embedded ones.
+    #[arg(long = "signature", value_name = "SIG")]
+    signatures: Vec<PathBuf>,
+    /// Distinct trusted keys whose signatures are required (default 1, or installer.toml).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    threshold: Option<u64>,
+    /// Accept a sequence lower than one already applied on this channel (downgrade).
+    #[arg(long)]
+    allow_replay: bool,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    match run(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(exit_code(&err))
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let level = match verbose {
+        0 => return,
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(tracing_subscriber::EnvFilter::new(level))
+        .try_init();
+}
+
+fn exit_code(err: &anyhow::Error) -> u8 {
+    for cause in err.chain() {
+        if let Some(e) = cause.downcast_ref::<ferry_installer::Error>() {
+            return e.exit_code();
+        }
+        if let Some(e) = cause.downcast_ref::<ferry_bundle::Error>() {
+            return if e.is_verification_failure() { 3 } else { 1 };
+        }
+    }
+    1
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let reporter = TermReporter::new(cli.quiet);
+    let host = Host::new(&cli.root);
+    match cli.command {
+        Command::Verify(args) => {
+            let config = Config::load(&host, cli.config.as_deref())?;
+            let request = VerifyRequest {
+                trust: args.trust,
+                signatures: args.signatures,
+                threshold: args.threshold.map(|n| n as usize),
+                allow_replay: args.allow_replay,
+            };
+            let report = verify_bundle(&host, &config, &args.bundle, &request, None, &reporter)?;
+            let m = &report.unverified.manifest;
+            if args.json {
+                let out = serde_json::json!({
+                    "verified": true,
+                    "bundle": args.bundle,
+                    "name": m.name,
+                    "channel": m.channel,
+                    "sequence": m.sequence,
+                    "created": m.created,
+                    "expires": m.expires,
+                    "target": m.target,
+                    "signers": report.signers.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                    "untrusted_signers": report.untrusted.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                    "threshold": report.threshold,
+                    "files": report.files,
+                    "payload_bytes": report.payload_bytes,
+                    "compressed": report.compressed,
+                    "warnings": report.warnings,
+                });
+                println!("{}", serde_json::to_string_pretty(&out)?);
+            } else {
+                println!("OK: {} verified", args.bundle.display());
+                println!(
+                    "  name       {} (channel {}, sequence {})",
+                    m.name, m.channel, m.sequence
+                );
+                println!(
+                    "  target     {} {} {}",
+                    m.target.distro, m.target.codename, m.target.arch
+                );
+                println!(
+                    "  signatures {} of {} required trusted key(s): {}",
+                    report.signers.len(),
+                    report.threshold,
+                    join(&report.signers)
+                );
+                if !report.untrusted.is_empty() {
+                    println!(
+                        "             ignored, not trusted here: {}",
+                        join(&report.untrusted)
+                    );
+                }
+                println!(
+                    "  payload    {} file(s), {} bytes, every sha256 matches",
+                    report.files, report.payload_bytes
+                );
+                println!("  created    {}   expires {}", m.created, m.expires);
+            }
+        }
+        Command::Inspect { bundle, json } => {
+            let source = BundleSource::open(&bundle)?;
+            let head = read_manifest(&source)?;
+            if json {
+                print_inspect_json(&source, &head)?;
+            } else {
+                print_inspect(&source, &head);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn join<T: ToString>(items: &[T]) -> String {
+    if items.is_empty() {
+        return "none".into();
+    }
+    items
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn print_inspect_json(source: &BundleSource, head: &UnverifiedBundle) -> anyhow::Result<()> {
+    let out = serde_json::json!({
+        "verified": false,
+        "bundle": source.display_path(),
+        "parts": source.parts(),
+        "size": source.size_on_disk(),
+        "signatures": head.signatures.iter().map(|s| serde_json::json!({
+            "entry": s.entry,
+            "key_id": s.signature.key_id().to_string(),
+            "trusted_comment": s.signature.trusted_comment(),
+        })).collect::<Vec<_>>(),
+        "manifest": head.manifest,
+    });
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
+}
+
+fn print_inspect(source: &BundleSource, head: &UnverifiedBundle) {
+    let m = &head.manifest;
+    println!(
+        "bundle     {} ({} part(s), {} bytes)",
+        source.display_path().display(),
+        source.parts().len(),
+        source.size_on_disk()
+    );
+    println!("name       {}", m.name);
+    println!("channel    {} (sequence {})", m.channel, m.sequence);
+    println!(
+        "target     {} {} {}",
+        m.target.distro, m.target.codename, m.target.arch
+    );
+    println!("created    {}   expires {}", m.created, m.expires);
+    println!("builder    {}", m.builder);
+    for s in &head.signatures {
+        println!(
+            "signature  {} \"{}\"",
+            s.signature.key_id(),
+            s.signature.trusted_comment()
+        );
+    }
+    println!("files      {} ({} bytes)", m.files.len(), m.payload_size());
+    for f in &m.files {
+        println!(
+            "  {} {:>12}  {}  {}",
+            f.mode,
+            f.size,
+            &f.sha256[..16],
+            f.path
+        );
+    }
+    if !m.packages.is_empty() {
+        println!("packages");
+        for p in &m.packages {
+            println!(
+                "  {:<11} {} {} {}",
+                format!("{:?}", p.role).to_lowercase(),
+                p.name,
+                p.version,
+                p.arch
+            );
+        }
+    }
+    if !m.images.is_empty() {
+        println!("images");
+        for i in &m.images {
+            let size = m.file(&i.file).map_or(0, |f| f.size);
+            println!(
+                "  {} {} {} ({} bytes)",
+                i.reference, i.digest, i.platform, size
+            );
+        }
+    }
+    if !m.steps.is_empty() {
+        println!("steps");
+        for (n, s) in m.steps.iter().enumerate() {
+            println!(
+                "  {}. {} [{}]{}",
+                n + 1,
+                s.component,
+                s.packages.join(", "),
+                if s.only_if_installed {
+                    " (only if installed)"
+                } else {
+                    ""
+                }
+            );
+        }
+    }
+    if !m.backups.is_empty() {
+        println!("backups");
+        for b in &m.backups {
+            println!("  {:?} {}", b.kind, b.config.as_deref().unwrap_or(""));
+        }
+    }
+    for note in &m.notes {
+        println!("note: {note}");
+    }
+    println!("NOT VERIFIED: inspect only reads the manifest; run `ferry-install verify` before trusting it");
+}
