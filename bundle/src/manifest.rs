@@ -441,7 +441,8 @@ mod tests {
 
     #[test]
     fn rejects_rule_breakers_naming_the_field() {
-        let cases: Vec<(Box<dyn Fn(&mut Manifest)>, &str)> = vec![
+        type Mutate = Box<dyn Fn(&mut Manifest)>;
+        let cases: Vec<(Mutate, &str)> = vec![
             (Box::new(|m| m.format = "ferry/2".into()), "ferry/2"),
             (
                 Box::new(|m| m.files[0].path = "../x".into()),

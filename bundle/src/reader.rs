@@ -150,8 +150,7 @@ pub fn read_manifest(source: &BundleSource) -> Result<UnverifiedBundle> {
         .entries()
         .map_err(|e| Error::format("bundle", e.to_string()))?;
     let mut head = Head::default();
-    loop {
-        let Some(entry) = entries.next() else { break };
+    for entry in entries.by_ref() {
         let mut entry = entry.map_err(|e| tar_error(&head.last_entry, e))?;
         match head.take(&mut entry)? {
             Taken::Consumed => continue,
@@ -316,7 +315,6 @@ fn read_inner(
             ),
         ));
     }
-    drop(entries);
 
     // 5. After the last entry: only end-of-archive zero blocks, then nothing.
     let zeros_read = counters.pos.get().saturating_sub(head.end);
@@ -355,7 +353,9 @@ fn check_trust(
     }
     let threshold = policy
         .trust
-        .check_threshold(&all, &bundle.manifest_bytes, policy.threshold)?;
+        .check_threshold(&all, &bundle.manifest_bytes, policy.threshold)
+        // Any signature failure is reported against the manifest entry it covers.
+        .map_err(|e| Error::format(MANIFEST_PATH, e.to_string()))?;
     let expected = manifest.trusted_comment();
     for sig in &all {
         if policy.trust.get(&sig.key_id()).is_some() && sig.trusted_comment() != expected {
@@ -534,7 +534,7 @@ fn check_trailer(rest: &mut TarStream, zeros_read: u64, last: &str) -> Result<()
         if trailing > MAX_TRAILER {
             return Err(Error::format(
                 "bundle",
-                "more than a tar record of padding after the end of the archive",
+                "the archive holds more bytes than the manifest accounts for (more than a tar record of padding after its end)",
             ));
         }
     }

@@ -91,7 +91,13 @@ mod tests {
 
     #[test]
     fn parse_rejects_wrong_length_and_non_hex() {
-        for bad in ["", "AB2E69C80764BD7", "AB2E69C80764BD790", "+B2E69C80764BD79", "AB2E69C80764BD7G"] {
+        for bad in [
+            "",
+            "AB2E69C80764BD7",
+            "AB2E69C80764BD790",
+            "+B2E69C80764BD79",
+            "AB2E69C80764BD7G",
+        ] {
             let err = bad.parse::<KeyId>().unwrap_err();
             assert!(matches!(err, Error::InvalidKeyId { .. }), "{bad}: {err}");
         }
@@ -99,7 +105,10 @@ mod tests {
 
     #[test]
     fn ordering_follows_display() {
-        let mut ids = [KeyId([0, 0, 0, 0, 0, 0, 0, 1]), KeyId([2, 0, 0, 0, 0, 0, 0, 0])];
+        let mut ids = [
+            KeyId([0, 0, 0, 0, 0, 0, 0, 1]),
+            KeyId([2, 0, 0, 0, 0, 0, 0, 0]),
+        ];
         ids.sort();
         assert_eq!(ids[0].to_string(), "0000000000000002");
         assert_eq!(ids[1].to_string(), "0100000000000000");

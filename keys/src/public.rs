@@ -149,7 +149,8 @@ mod tests {
 
     #[test]
     fn parses_bare_base64_and_crlf() {
-        let bare = PublicKey::parse("RWR5vWQHyGkuq0HKVbxxja5QA4t4QBjRAgjjujhCvXqF3IXuiuDglb3n").unwrap();
+        let bare =
+            PublicKey::parse("RWR5vWQHyGkuq0HKVbxxja5QA4t4QBjRAgjjujhCvXqF3IXuiuDglb3n").unwrap();
         let crlf = PublicKey::parse(&MINISIGN_PUB.replace('\n', "\r\n")).unwrap();
         assert_eq!(bare, crlf);
         assert_eq!(bare.id().to_string(), "AB2E69C80764BD79");
@@ -162,12 +163,23 @@ mod tests {
             (format!("{MINISIGN_PUB}extra\n"), "found 3"),
             (format!("comment: x\n{line2}\n"), "line 1 must start with"),
             (MINISIGN_PUB.replace("RWR5", "RWR*"), "invalid base64"),
-            (MINISIGN_PUB.replace("RWR5", "RUR5"), "unsupported signature algorithm"),
-            (format!("untrusted comment: x\n{}\n", &line2[..40]), "expected 42 bytes"),
+            (
+                MINISIGN_PUB.replace("RWR5", "RUR5"),
+                "unsupported signature algorithm",
+            ),
+            (
+                format!("untrusted comment: x\n{}\n", &line2[..40]),
+                "expected 42 bytes",
+            ),
         ];
         for (text, expected) in cases {
-            let err = PublicKey::parse_from(&text, "trusted/a.pub").unwrap_err().to_string();
-            assert!(err.starts_with("malformed public key in trusted/a.pub: "), "{err}");
+            let err = PublicKey::parse_from(&text, "trusted/a.pub")
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.starts_with("malformed public key in trusted/a.pub: "),
+                "{err}"
+            );
             assert!(err.contains(expected), "{err} should contain {expected}");
         }
     }
@@ -178,7 +190,9 @@ mod tests {
         let mut bytes = [0u8; 42];
         bytes[..2].copy_from_slice(b"Ed");
         bytes[10] = 1;
-        let err = PublicKey::parse(&text::encode(&bytes)).unwrap_err().to_string();
+        let err = PublicKey::parse(&text::encode(&bytes))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("weak"), "{err}");
     }
 

@@ -154,7 +154,9 @@ impl SecretKey {
     /// default scrypt limits (about 1 GiB and a few seconds), or unencrypted for `None`.
     pub fn to_file_string(&self, passphrase: Option<&str>) -> Result<Zeroizing<String>, Error> {
         match passphrase {
-            Some(passphrase) => self.to_file_string_with_limits(passphrase, KdfLimits::MINISIGN_DEFAULT),
+            Some(passphrase) => {
+                self.to_file_string_with_limits(passphrase, KdfLimits::MINISIGN_DEFAULT)
+            }
             None => self.encode(None),
         }
     }
@@ -213,7 +215,11 @@ impl SecretKey {
     }
 
     /// Like [`SecretKey::parse`], naming `origin` (usually the path) in errors.
-    pub fn parse_from(text: &str, passphrase: Option<&str>, origin: &str) -> Result<SecretKey, Error> {
+    pub fn parse_from(
+        text: &str,
+        passphrase: Option<&str>,
+        origin: &str,
+    ) -> Result<SecretKey, Error> {
         parse(text, passphrase, Some(origin.to_owned()))
     }
 
@@ -390,8 +396,12 @@ mod tests {
         STANDARD.decode(text.lines().nth(1).unwrap()).unwrap()
     }
 
+    fn with_line2(line: &str) -> String {
+        format!("untrusted comment: minisign encrypted secret key\n{line}\n")
+    }
+
     fn with_payload(bytes: &[u8]) -> String {
-        format!("untrusted comment: minisign encrypted secret key\n{}\n", STANDARD.encode(bytes))
+        with_line2(&STANDARD.encode(bytes))
     }
 
     #[test]
@@ -399,13 +409,22 @@ mod tests {
         assert_eq!(KdfLimits::MINISIGN_DEFAULT.scrypt_params(), (20, 8, 1));
         assert_eq!(KdfLimits::INTERACTIVE.scrypt_params(), (14, 8, 1));
         // minisign halves both limits when memory is short.
-        let halved = KdfLimits { opslimit: 16_777_216, memlimit: 536_870_912 };
+        let halved = KdfLimits {
+            opslimit: 16_777_216,
+            memlimit: 536_870_912,
+        };
         assert_eq!(halved.scrypt_params(), (19, 8, 1));
         // opslimit-bound branch (opslimit < memlimit / 32).
-        let ops_bound = KdfLimits { opslimit: 1_000_000, memlimit: 1 << 30 };
+        let ops_bound = KdfLimits {
+            opslimit: 1_000_000,
+            memlimit: 1 << 30,
+        };
         assert_eq!(ops_bound.scrypt_params(), (14, 8, 1));
         // More opslimit than memory: parallelism grows.
-        let wide = KdfLimits { opslimit: 1 << 30, memlimit: 1 << 24 };
+        let wide = KdfLimits {
+            opslimit: 1 << 30,
+            memlimit: 1 << 24,
+        };
         assert_eq!(wide.scrypt_params(), (14, 8, 2048));
     }
 
@@ -428,7 +447,11 @@ mod tests {
         assert!(text.ends_with('\n'));
         let payload = payload_of(&text);
         assert_eq!(&payload[..6], b"Ed\0\0B2");
-        assert!(payload[SALT].iter().chain(&payload[OPSLIMIT]).chain(&payload[MEMLIMIT]).all(|&b| b == 0));
+        assert!(payload[SALT]
+            .iter()
+            .chain(&payload[OPSLIMIT])
+            .chain(&payload[MEMLIMIT])
+            .all(|&b| b == 0));
         assert!(payload[CHK].iter().any(|&b| b != 0));
         let back = SecretKey::parse(&text, None).unwrap();
         assert_eq!(back.public_key(), key.public_key());
@@ -455,7 +478,10 @@ mod tests {
         let err = SecretKey::parse_from(&text, Some("wrong horse"), "/k/ferry.key").unwrap_err();
         assert!(matches!(err, Error::WrongPassphrase { .. }));
         let msg = err.to_string();
-        assert!(msg.starts_with("wrong passphrase for secret key /k/ferry.key\nhelp: "), "{msg}");
+        assert!(
+            msg.starts_with("wrong passphrase for secret key /k/ferry.key\nhelp: "),
+            "{msg}"
+        );
         assert!(!msg.contains("wrong horse") && !msg.contains("correct horse"));
 
         let err = SecretKey::parse(&text, None).unwrap_err();
@@ -476,11 +502,18 @@ mod tests {
         payload[KDF_ALG].copy_from_slice(b"Sc");
         payload[OPSLIMIT].copy_from_slice(&33_554_432u64.to_le_bytes());
         payload[MEMLIMIT].copy_from_slice(&(8u64 << 30).to_le_bytes());
-        let err = SecretKey::parse_from(&with_payload(&payload), Some("pw"), "big.key").unwrap_err();
+        let err =
+            SecretKey::parse_from(&with_payload(&payload), Some("pw"), "big.key").unwrap_err();
         let msg = err.to_string();
         assert!(matches!(err, Error::KdfLimits { .. }));
-        assert!(msg.starts_with("secret key big.key asks for scrypt limits"), "{msg}");
-        assert!(msg.contains("memlimit 8589934592 bytes (at most 4294967296)"), "{msg}");
+        assert!(
+            msg.starts_with("secret key big.key asks for scrypt limits"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("memlimit 8589934592 bytes (at most 4294967296)"),
+            "{msg}"
+        );
 
         payload[MEMLIMIT].copy_from_slice(&(1u64 << 30).to_le_bytes());
         payload[OPSLIMIT].copy_from_slice(&u64::MAX.to_le_bytes());
@@ -488,7 +521,13 @@ mod tests {
         assert!(matches!(err, Error::KdfLimits { .. }), "{err}");
 
         let err = SecretKey::generate()
-            .to_file_string_with_limits("pw", KdfLimits { opslimit: 1 << 25, memlimit: 1 << 40 })
+            .to_file_string_with_limits(
+                "pw",
+                KdfLimits {
+                    opslimit: 1 << 25,
+                    memlimit: 1 << 40,
+                },
+            )
             .unwrap_err();
         assert!(matches!(err, Error::KdfLimits { .. }), "{err}");
     }
@@ -500,22 +539,30 @@ mod tests {
 
         let mut bad_chk = good.clone();
         bad_chk[CHK.start] ^= 1;
-        let err = SecretKey::parse(&with_payload(&bad_chk), None).unwrap_err().to_string();
+        let err = SecretKey::parse(&with_payload(&bad_chk), None)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("checksum mismatch"), "{err}");
 
         // Wrong public half, zero checksum (so only the keypair check can catch it).
         let mut bad_pk = good.clone();
         bad_pk[PK.start] ^= 1;
         bad_pk[CHK].fill(0);
-        let err = SecretKey::parse(&with_payload(&bad_pk), None).unwrap_err().to_string();
+        let err = SecretKey::parse(&with_payload(&bad_pk), None)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("do not match"), "{err}");
 
         let mut other_kdf = good.clone();
         other_kdf[KDF_ALG].copy_from_slice(b"Ar");
-        let err = SecretKey::parse(&with_payload(&other_kdf), None).unwrap_err().to_string();
+        let err = SecretKey::parse(&with_payload(&other_kdf), None)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("unsupported key derivation"), "{err}");
 
-        let err = SecretKey::parse(&with_payload(&good[..157]), None).unwrap_err().to_string();
+        let err = SecretKey::parse(&with_payload(&good[..157]), None)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("expected 158 bytes"), "{err}");
     }
 
@@ -524,7 +571,7 @@ mod tests {
         let text = SecretKey::generate().to_file_string(None).unwrap();
         let line = text.lines().nth(1).unwrap();
         // Corrupt a character in the middle so base64 decoding fails.
-        let bad = text.replace(&line[100..101], "*");
+        let bad = with_line2(&format!("{}*{}", &line[..100], &line[101..]));
         let err = SecretKey::parse(&bad, None).unwrap_err().to_string();
         assert_eq!(err, "malformed secret key: line 2: invalid base64");
     }
@@ -539,7 +586,13 @@ mod tests {
         assert!(!debug.contains(&hex));
         assert!(!debug.contains(&STANDARD.encode(seed)));
         assert!(!debug.contains(&format!("{seed:?}")));
-        let file_line = key.to_file_string(None).unwrap().lines().nth(1).unwrap().to_owned();
+        let file_line = key
+            .to_file_string(None)
+            .unwrap()
+            .lines()
+            .nth(1)
+            .unwrap()
+            .to_owned();
         assert!(!debug.contains(&file_line[80..120]));
     }
 

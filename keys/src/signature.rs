@@ -131,8 +131,11 @@ impl Signature {
             .map_err(failed)?;
         // 3. The global signature binding the trusted comment to that signature.
         let global_sig = ed25519_dalek::Signature::from_bytes(&self.global_sig);
-        vk.verify_strict(&global_message(&self.sig, &self.trusted_comment), &global_sig)
-            .map_err(failed)?;
+        vk.verify_strict(
+            &global_message(&self.sig, &self.trusted_comment),
+            &global_sig,
+        )
+        .map_err(failed)?;
         Ok(())
     }
 }
@@ -256,7 +259,10 @@ mod tests {
         let text = sig.to_file_string();
         assert!(text.starts_with("untrusted comment: signature from ferry\nRU"));
         assert!(text.ends_with("==\n"));
-        assert_eq!(text.lines().nth(2).unwrap(), format!("trusted comment: {TRUSTED}"));
+        assert_eq!(
+            text.lines().nth(2).unwrap(),
+            format!("trusted comment: {TRUSTED}")
+        );
         let back = Signature::parse(&text).unwrap();
         assert_eq!(back, sig);
         assert_eq!(back.to_file_string(), text);
@@ -305,7 +311,10 @@ mod tests {
 
         // The untrusted comment is not signed.
         let relabelled = text.replace("signature from ferry", "anything");
-        Signature::parse(&relabelled).unwrap().verify(&pk, MESSAGE).unwrap();
+        Signature::parse(&relabelled)
+            .unwrap()
+            .verify(&pk, MESSAGE)
+            .unwrap();
     }
 
     #[test]
@@ -330,9 +339,9 @@ mod tests {
     fn legacy_signature_is_refused() {
         let err = Signature::parse_from(MINISIGN_LEGACY_SIG, "msg.minisig").unwrap_err();
         assert!(matches!(err, Error::LegacySignature { .. }), "{err}");
-        assert!(err
-            .to_string()
-            .starts_with("legacy (non-prehashed) minisign signature in msg.minisig is not accepted\nhelp: "));
+        assert!(err.to_string().starts_with(
+            "legacy (non-prehashed) minisign signature in msg.minisig is not accepted\nhelp: "
+        ));
     }
 
     #[test]
@@ -343,12 +352,27 @@ mod tests {
         let cases = [
             (lines[..3].join("\n"), "found 3"),
             (format!("{text}\n"), "found 5"),
-            (text.replacen("untrusted comment: ", "comment: ", 1), "line 1 must start"),
-            (text.replacen("trusted comment: ferry", "trusted: ferry", 1), "line 3 must start"),
-            (text.replacen(lines[1], &format!("*{}", &lines[1][1..]), 1), "line 2: invalid base64"),
+            (
+                text.replacen("untrusted comment: ", "comment: ", 1),
+                "line 1 must start",
+            ),
+            (
+                text.replacen("trusted comment: ferry", "trusted: ferry", 1),
+                "line 3 must start",
+            ),
+            (
+                text.replacen(lines[1], &format!("*{}", &lines[1][1..]), 1),
+                "line 2: invalid base64",
+            ),
             (text.replacen(lines[3], &lines[3][4..], 1), "line 4: "),
-            (text.replacen(lines[1], &text::encode(&[b'E'; 74]), 1), "unsupported signature algorithm"),
-            (text.replacen("ferry/1 ", "ferry/1\r", 1), "stray carriage return"),
+            (
+                text.replacen(lines[1], &text::encode(&[b'E'; 74]), 1),
+                "unsupported signature algorithm",
+            ),
+            (
+                text.replacen("ferry/1 ", "ferry/1\r", 1),
+                "stray carriage return",
+            ),
         ];
         for (bad, expected) in cases {
             let err = Signature::parse_from(&bad, "ferry/signatures/X.minisig").unwrap_err();
@@ -381,7 +405,9 @@ mod tests {
         Signature::parse(&sig.to_file_string()).unwrap();
         let err = key.sign(MESSAGE, &format!("{longest}x"), "u").unwrap_err();
         assert!(err.to_string().contains("at most 8173"), "{err}");
-        assert!(key.sign(MESSAGE, "t", &"u".repeat(MAX_UNTRUSTED_COMMENT + 1)).is_err());
+        assert!(key
+            .sign(MESSAGE, "t", &"u".repeat(MAX_UNTRUSTED_COMMENT + 1))
+            .is_err());
     }
 
     #[test]

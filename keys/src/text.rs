@@ -198,7 +198,10 @@ mod tests {
             decode_fixed::<4>("YWJj", 2).unwrap_err(),
             "line 2: expected 4 bytes after base64 decoding, found 3"
         );
-        assert_eq!(decode_fixed::<3>("YW*j", 2).unwrap_err(), "line 2: invalid base64");
+        assert_eq!(
+            decode_fixed::<3>("YW*j", 2).unwrap_err(),
+            "line 2: invalid base64"
+        );
         // Unpadded and non-canonical encodings are refused.
         assert!(decode_fixed::<2>("YWI", 1).is_err());
         assert!(decode_fixed::<1>("YR==", 1).is_err());

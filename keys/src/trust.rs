@@ -84,7 +84,10 @@ impl TrustStore {
     pub fn from_keys(keys: Vec<PublicKey>) -> TrustStore {
         let mut store = TrustStore::default();
         for key in keys {
-            store.keys.entry(key.id()).or_insert(Trusted { key, source: None });
+            store
+                .keys
+                .entry(key.id())
+                .or_insert(Trusted { key, source: None });
         }
         store
     }
