@@ -207,7 +207,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         "key_id": key.id().to_string(),
                     })
                 );
-            } else {
+            } else if !cli.quiet {
                 for f in &out.files {
                     println!("{}", f.display());
                 }

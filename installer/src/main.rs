@@ -136,7 +136,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     "warnings": report.warnings,
                 });
                 println!("{}", serde_json::to_string_pretty(&out)?);
-            } else {
+            } else if !cli.quiet {
                 println!("OK: {} verified", args.bundle.display());
                 println!(
                     "  name       {} (channel {}, sequence {})",
@@ -280,7 +280,9 @@ fn print_inspect(source: &BundleSource, head: &UnverifiedBundle) {
     if !m.backups.is_empty() {
         println!("backups");
         for b in &m.backups {
-            println!("  {:?} {}", b.kind, b.config.as_deref().unwrap_or(""));
+            let kind = format!("{:?}", b.kind).to_lowercase();
+            let what = b.config.clone().unwrap_or_else(|| b.paths.join(" "));
+            println!("  {kind} {what}");
         }
     }
     for note in &m.notes {
