@@ -335,3 +335,163 @@ impl Write for SplitWriter {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::{FileEntry, Target, FORMAT};
+    use crate::{
+        read_bundle, BundleSource, Check, Freshness, NullReporter, Timestamp, TrustPolicy,
+    };
+    use ferry_keys::{SecretKey, TrustStore};
+
+    fn entry(path: &str, data: &[u8], mode: &str) -> FileEntry {
+        FileEntry {
+            path: path.into(),
+            size: data.len() as u64,
+            sha256: hex::encode(Sha256::digest(data)),
+            mode: mode.into(),
+        }
+    }
+
+    /// Long paths (GNU long-name entries), empty files, executables and a split across
+    /// many tiny parts all survive a write and a verifying, extracting read.
+    #[test]
+    fn long_paths_empty_files_and_tiny_parts_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let long = format!("files/{}/{}.so", "d".repeat(120), "p".repeat(100));
+        assert!(long.len() > 200 && long.len() <= 240);
+        let payload: Vec<(String, Vec<u8>, &str)> = vec![
+            (long, vec![7u8; 5000], "0755"),
+            ("files/empty".into(), vec![], "0644"),
+        ];
+        let mut sources = vec![];
+        for (i, (_, data, _)) in payload.iter().enumerate() {
+            let p = dir.path().join(format!("src{i}"));
+            std::fs::write(&p, data).unwrap();
+            sources.push(p);
+        }
+        let now = Timestamp::now().unix();
+        let manifest = Manifest {
+            format: FORMAT.into(),
+            name: "rt".into(),
+            channel: "rt".into(),
+            sequence: 1,
+            created: Timestamp(now),
+            expires: Timestamp(now + 3600),
+            builder: "test".into(),
+            target: Target {
+                distro: "debian".into(),
+                codename: "bookworm".into(),
+                arch: "amd64".into(),
+            },
+            files: payload.iter().map(|(p, d, m)| entry(p, d, m)).collect(),
+            packages: vec![],
+            images: vec![],
+            steps: vec![],
+            backups: vec![],
+            notes: vec![],
+        };
+        let json = manifest.to_json();
+        let key = SecretKey::generate();
+        let sig = key.sign(&json, &manifest.trusted_comment(), "t").unwrap();
+        for compression in [Compression::Gzip, Compression::None] {
+            let out = dir.path().join(format!("{compression:?}"));
+            std::fs::create_dir(&out).unwrap();
+            let parts = write_bundle(
+                &out,
+                &BundleContents {
+                    manifest_json: &json,
+                    signatures: std::slice::from_ref(&sig),
+                    sources: &sources,
+                },
+                WriteOptions {
+                    compression,
+                    split: Some(1000),
+                },
+                &NullReporter,
+            )
+            .unwrap();
+            assert!(parts.len() > 1, "{parts:?}");
+            let trust = TrustStore::from_keys(vec![key.public_key()]);
+            let staging = out.join("staging");
+            let report = read_bundle(
+                &BundleSource::open(&parts[0]).unwrap(),
+                Check::Verify(TrustPolicy {
+                    trust: &trust,
+                    threshold: 1,
+                    detached: vec![],
+                    freshness: Freshness::new(Timestamp::now()),
+                }),
+                Some(&staging),
+                &NullReporter,
+            )
+            .unwrap();
+            assert_eq!(report.files, 2);
+            for (path, data, mode) in &payload {
+                let p = staging.join(path);
+                assert_eq!(&std::fs::read(&p).unwrap(), data);
+                let bits = std::os::unix::fs::PermissionsExt::mode(
+                    &std::fs::metadata(&p).unwrap().permissions(),
+                ) & 0o777;
+                assert_eq!(format!("0{bits:o}"), *mode);
+            }
+        }
+    }
+
+    #[test]
+    fn a_source_that_changed_since_hashing_aborts_and_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("a");
+        std::fs::write(&src, b"abc").unwrap();
+        let now = Timestamp::now().unix();
+        let mut m = Manifest {
+            format: FORMAT.into(),
+            name: "chg".into(),
+            channel: "chg".into(),
+            sequence: 1,
+            created: Timestamp(now),
+            expires: Timestamp(now + 60),
+            builder: "test".into(),
+            target: Target {
+                distro: "debian".into(),
+                codename: "bookworm".into(),
+                arch: "amd64".into(),
+            },
+            files: vec![entry("files/a", b"abc", "0644")],
+            packages: vec![],
+            images: vec![],
+            steps: vec![],
+            backups: vec![],
+            notes: vec![],
+        };
+        m.files[0].sha256 = hex::encode(Sha256::digest(b"abd"));
+        let json = m.to_json();
+        let out = dir.path().join("out");
+        std::fs::create_dir(&out).unwrap();
+        let err = write_bundle(
+            &out,
+            &BundleContents {
+                manifest_json: &json,
+                signatures: &[],
+                sources: &[src],
+            },
+            WriteOptions {
+                compression: Compression::Gzip,
+                split: None,
+            },
+            &NullReporter,
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("changed while the bundle was being written"),
+            "{err}"
+        );
+        assert_eq!(
+            std::fs::read_dir(&out).unwrap().count(),
+            0,
+            "partial output left behind"
+        );
+    }
+}
