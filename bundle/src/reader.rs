@@ -64,6 +64,18 @@ pub struct TrustPolicy<'a> {
     pub freshness: Freshness,
 }
 
+impl<'a> TrustPolicy<'a> {
+    /// `threshold` of `trust`, no detached signatures, a host that has seen nothing yet.
+    pub fn new(trust: &'a TrustStore, threshold: usize) -> TrustPolicy<'a> {
+        TrustPolicy {
+            trust,
+            threshold,
+            detached: vec![],
+            freshness: Freshness::new(Timestamp::now()),
+        }
+    }
+}
+
 /// How much checking a read does.
 pub enum Check<'a> {
     /// Signatures, threshold, freshness, then every payload byte.

@@ -340,9 +340,7 @@ impl Write for SplitWriter {
 mod tests {
     use super::*;
     use crate::manifest::{FileEntry, Target, FORMAT};
-    use crate::{
-        read_bundle, BundleSource, Check, Freshness, NullReporter, Timestamp, TrustPolicy,
-    };
+    use crate::{read_bundle, BundleSource, Check, NullReporter, Timestamp, TrustPolicy};
     use ferry_keys::{SecretKey, TrustStore};
 
     fn entry(path: &str, data: &[u8], mode: &str) -> FileEntry {
@@ -417,12 +415,7 @@ mod tests {
             let staging = out.join("staging");
             let report = read_bundle(
                 &BundleSource::open(&parts[0]).unwrap(),
-                Check::Verify(TrustPolicy {
-                    trust: &trust,
-                    threshold: 1,
-                    detached: vec![],
-                    freshness: Freshness::new(Timestamp::now()),
-                }),
+                Check::Verify(TrustPolicy::new(&trust, 1)),
                 Some(&staging),
                 &NullReporter,
             )

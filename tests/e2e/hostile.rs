@@ -2,9 +2,7 @@
 //! offending entry, and nothing may be written: not by `verify`, and not outside the
 //! staging directory (which is removed again) by an extracting read.
 
-use ferry_bundle::{
-    read_bundle, BundleSource, Check, Freshness, NullReporter, Timestamp, TrustPolicy,
-};
+use ferry_bundle::{read_bundle, BundleSource, Check, NullReporter, Timestamp, TrustPolicy};
 use ferry_keys::{SecretKey, TrustStore};
 use ferry_tests::forge::{gzip, Fixture, Forge, RawEntry};
 use ferry_tests::{ferry_install, Run, TestDir};
@@ -24,12 +22,43 @@ fn case(bytes: Vec<u8>) -> Case<'static> {
     }
 }
 
+const STATE: &str = "root/var/lib/ferry/state.json";
+
+/// A directory that trusts the fixture's key (`trusted/k.pub`) and holds `files`.
+fn host(fix: &Fixture, files: &[(&str, &[u8])]) -> TestDir {
+    let dir = TestDir::new();
+    dir.write("trusted/k.pub", fix.public_key_file());
+    for (name, bytes) in files {
+        dir.write(name, bytes);
+    }
+    dir
+}
+
+/// `ferry-install verify BUNDLE --trust trusted EXTRA...` in `dir`.
+fn verify(dir: &TestDir, bundle: &str, extra: &[&str]) -> Run {
+    let mut args = vec!["verify", bundle, "--trust", "trusted"];
+    args.extend_from_slice(extra);
+    ferry_install(dir.path(), &args)
+}
+
+/// The same, against the host root `dir/root` (for its state.json).
+fn verify_root(dir: &TestDir, bundle: &str, extra: &[&str]) -> Run {
+    let mut args = vec!["--root", "root", "verify", bundle, "--trust", "trusted"];
+    args.extend_from_slice(extra);
+    ferry_install(dir.path(), &args)
+}
+
+/// A state.json that applied `sequence` on `channel`.
+fn state_json(channel: &str, sequence: u64, newest_created: Timestamp) -> String {
+    format!(
+        r#"{{"channels": {{"{channel}": {{"sequence": {sequence}, "name": "earlier", "newest_created": "{newest_created}"}}}}}}"#
+    )
+}
+
 /// Verify through the CLI and through an extracting library read; both must refuse.
 #[track_caller]
 fn assert_rejected(fix: &Fixture, c: Case<'_>, needle: &str) -> Run {
-    let dir = TestDir::new();
-    dir.write("trusted/k.pub", fix.public_key_file());
-    dir.write(c.name, &c.bytes);
+    let dir = host(fix, &[(c.name, &c.bytes)]);
     let before = dir.snapshot();
     let mut args = vec![
         "verify".to_string(),
@@ -46,12 +75,7 @@ fn assert_rejected(fix: &Fixture, c: Case<'_>, needle: &str) -> Run {
     let trust = TrustStore::load(&dir.join("trusted")).unwrap();
     let source = BundleSource::open(&dir.join(c.name));
     if let Ok(source) = source {
-        let policy = TrustPolicy {
-            trust: &trust,
-            threshold: 1,
-            detached: vec![],
-            freshness: Freshness::new(Timestamp::now()),
-        };
+        let policy = TrustPolicy::new(&trust, 1);
         let staging = dir.join("staging");
         let result = read_bundle(
             &source,
@@ -88,12 +112,15 @@ fn the_untouched_fixture_verifies() {
     // Guards every other test here: they fail for the reason they name, not because
     // the fixture itself is broken.
     let fix = Fixture::new();
-    let dir = TestDir::new();
-    dir.write("trusted/k.pub", fix.public_key_file());
-    dir.write("b.ferry.tar", fix.forge().tar());
-    dir.write("b.ferry.tar.gz", fix.forge().tar_gz());
+    let dir = host(
+        &fix,
+        &[
+            ("b.ferry.tar", &fix.forge().tar()),
+            ("b.ferry.tar.gz", &fix.forge().tar_gz()),
+        ],
+    );
     for b in ["b.ferry.tar", "b.ferry.tar.gz"] {
-        ferry_install(dir.path(), &["verify", b, "--trust", "trusted"]).ok();
+        verify(&dir, b, &[]).ok();
     }
 }
 
@@ -186,8 +213,6 @@ fn forged_signature_carrying_a_trusted_key_id() {
 #[test]
 fn the_same_key_counts_once_toward_a_threshold() {
     let fix = Fixture::new();
-    let forge = fix.forge();
-    let dir = TestDir::new();
     // A second, different signature by the same key, passed as a detached file.
     let again = fix
         .key
@@ -197,49 +222,20 @@ fn the_same_key_counts_once_toward_a_threshold() {
             "again",
         )
         .unwrap();
+    let dir = host(&fix, &[("b.ferry.tar", &fix.forge().tar())]);
     dir.write("again.minisig", again.to_file_string());
-    let mut c = case(forge.tar());
-    c.args = vec![
-        "--threshold".into(),
-        "1".into(),
-        "--signature".into(),
-        dir.join("again.minisig").to_string_lossy().into_owned(),
-    ];
     // Threshold 1 passes with it...
-    let ok_dir = TestDir::new();
-    ok_dir.write("trusted/k.pub", fix.public_key_file());
-    ok_dir.write("b.ferry.tar", forge.tar());
-    ferry_install(
-        ok_dir.path(),
-        &[
-            "verify",
-            "b.ferry.tar",
-            "--trust",
-            "trusted",
-            "--signature",
-            dir.join("again.minisig").to_str().unwrap(),
-        ],
-    )
-    .ok();
+    verify(&dir, "b.ferry.tar", &["--signature", "again.minisig"]).ok();
     // ...threshold 2 does not, even with a second trusted key in the store.
     let other = SecretKey::generate();
-    ok_dir.write("trusted/other.pub", other.public_key().to_file_string());
-    ferry_install(
-        ok_dir.path(),
-        &[
-            "verify",
-            "b.ferry.tar",
-            "--trust",
-            "trusted",
-            "--threshold",
-            "2",
-            "--signature",
-            dir.join("again.minisig").to_str().unwrap(),
-        ],
+    dir.write("trusted/other.pub", other.public_key().to_file_string());
+    verify(
+        &dir,
+        "b.ferry.tar",
+        &["--threshold", "2", "--signature", "again.minisig"],
     )
     .code(3)
     .stderr_has("ferry/manifest.json");
-    drop(c);
 }
 
 #[test]
@@ -387,10 +383,8 @@ fn pax_size_that_disagrees_with_the_ustar_size() {
     let mut forge = fix.forge();
     let len = forge.entries[i].data.len();
     forge.entries[i].pax = vec![("size".into(), len.to_string())];
-    let dir = TestDir::new();
-    dir.write("trusted/k.pub", fix.public_key_file());
-    dir.write("b.ferry.tar", forge.tar());
-    ferry_install(dir.path(), &["verify", "b.ferry.tar", "--trust", "trusted"]).ok();
+    let dir = host(&fix, &[("b.ferry.tar", &forge.tar())]);
+    verify(&dir, "b.ferry.tar", &[]).ok();
 }
 
 #[test]
@@ -489,48 +483,32 @@ fn missing_or_reordered_split_parts() {
             dir.write(format!("b.ferry.tar.{slot:03}"), chunks[src]);
         }
     };
-    // Missing middle part.
-    let dir = TestDir::new();
-    dir.write("trusted/k.pub", fix.public_key_file());
-    write_parts(&dir, &[0, 1, 2, 3]);
-    std::fs::remove_file(dir.join("b.ferry.tar.001")).unwrap();
+    let parts_host = |order: &[usize], drop: Option<&str>| {
+        let dir = host(&fix, &[]);
+        write_parts(&dir, order);
+        if let Some(name) = drop {
+            std::fs::remove_file(dir.join(name)).unwrap();
+        }
+        dir
+    };
+    // Missing middle part: named, and nothing written.
+    let dir = parts_host(&[0, 1, 2, 3], Some("b.ferry.tar.001"));
     let before = dir.snapshot();
-    ferry_install(
-        dir.path(),
-        &["verify", "b.ferry.tar.000", "--trust", "trusted"],
-    )
-    .code(3)
-    .stderr_has("b.ferry.tar.001");
+    verify(&dir, "b.ferry.tar.000", &[])
+        .code(3)
+        .stderr_has("b.ferry.tar.001");
     assert_eq!(before, dir.snapshot());
     // Missing last part.
-    let dir = TestDir::new();
-    dir.write("trusted/k.pub", fix.public_key_file());
-    write_parts(&dir, &[0, 1, 2, 3]);
-    std::fs::remove_file(dir.join("b.ferry.tar.003")).unwrap();
-    ferry_install(
-        dir.path(),
-        &["verify", "b.ferry.tar.000", "--trust", "trusted"],
-    )
-    .code(3);
+    let dir = parts_host(&[0, 1, 2, 3], Some("b.ferry.tar.003"));
+    verify(&dir, "b.ferry.tar.000", &[]).code(3);
     // Reordered parts of equal size.
-    let dir = TestDir::new();
-    dir.write("trusted/k.pub", fix.public_key_file());
-    write_parts(&dir, &[0, 2, 1, 3]);
-    ferry_install(
-        dir.path(),
-        &["verify", "b.ferry.tar.000", "--trust", "trusted"],
-    )
-    .code(3)
-    .stderr_has("error:");
+    let dir = parts_host(&[0, 2, 1, 3], None);
+    verify(&dir, "b.ferry.tar.000", &[])
+        .code(3)
+        .stderr_has("error:");
     // In order, it verifies.
-    let dir = TestDir::new();
-    dir.write("trusted/k.pub", fix.public_key_file());
-    write_parts(&dir, &[0, 1, 2, 3]);
-    ferry_install(
-        dir.path(),
-        &["verify", "b.ferry.tar.000", "--trust", "trusted"],
-    )
-    .ok();
+    let dir = parts_host(&[0, 1, 2, 3], None);
+    verify(&dir, "b.ferry.tar.000", &[]).ok();
 }
 
 #[test]
@@ -544,117 +522,44 @@ fn expired_bundle_and_a_clock_set_back() {
     // Valid by the wall clock, but the host has seen a bundle created after its expiry:
     // the clock was set back.
     let fix = Fixture::new();
-    let dir = TestDir::new();
-    dir.write("trusted/k.pub", fix.public_key_file());
-    dir.write("b.ferry.tar", fix.forge().tar());
+    let dir = host(&fix, &[("b.ferry.tar", &fix.forge().tar())]);
     let future = Timestamp(fix.manifest.expires.unix() + 86_400);
-    dir.write(
-        "root/var/lib/ferry/state.json",
-        format!(r#"{{"channels": {{"other/channel": {{"sequence": 1, "name": "x", "newest_created": "{future}"}}}}}}"#),
-    );
-    ferry_install(
-        dir.path(),
-        &[
-            "--root",
-            "root",
-            "verify",
-            "b.ferry.tar",
-            "--trust",
-            "trusted",
-        ],
-    )
-    .code(3)
-    .stderr_has("expired");
+    dir.write(STATE, state_json("other/channel", 1, future));
+    verify_root(&dir, "b.ferry.tar", &[])
+        .code(3)
+        .stderr_has("expired");
 }
 
 #[test]
 fn replayed_lower_sequence_for_the_same_channel() {
     let fix = Fixture::new();
-    let dir = TestDir::new();
-    dir.write("trusted/k.pub", fix.public_key_file());
-    dir.write("b.ferry.tar", fix.forge().tar());
-    let state = format!(
-        r#"{{"channels": {{"test/bookworm-amd64": {{"sequence": 200, "name": "newer", "newest_created": "{}"}}}}}}"#,
-        fix.manifest.created
-    );
-    dir.write("root/var/lib/ferry/state.json", &state);
+    let dir = host(&fix, &[("b.ferry.tar", &fix.forge().tar())]);
+    let created = fix.manifest.created;
+    dir.write(STATE, state_json("test/bookworm-amd64", 200, created));
     let before = dir.snapshot();
-    ferry_install(
-        dir.path(),
-        &[
-            "--root",
-            "root",
-            "verify",
-            "b.ferry.tar",
-            "--trust",
-            "trusted",
-        ],
-    )
-    .code(3)
-    .stderr_has("sequence 100")
-    .stderr_has("200");
+    verify_root(&dir, "b.ferry.tar", &[])
+        .code(3)
+        .stderr_has("sequence 100")
+        .stderr_has("200");
     assert_eq!(before, dir.snapshot(), "verify must not touch state.json");
     // The override works, loudly.
-    ferry_install(
-        dir.path(),
-        &[
-            "--root",
-            "root",
-            "verify",
-            "b.ferry.tar",
-            "--trust",
-            "trusted",
-            "--allow-replay",
-        ],
-    )
-    .ok()
-    .stderr_has("REPLAY ALLOWED");
+    verify_root(&dir, "b.ferry.tar", &["--allow-replay"])
+        .ok()
+        .stderr_has("REPLAY ALLOWED");
     // Same sequence (a retry of the same bundle) and another channel are fine.
-    dir.write("root/var/lib/ferry/state.json", state.replace("200", "100"));
-    ferry_install(
-        dir.path(),
-        &[
-            "--root",
-            "root",
-            "verify",
-            "b.ferry.tar",
-            "--trust",
-            "trusted",
-        ],
-    )
-    .ok();
-    dir.write(
-        "root/var/lib/ferry/state.json",
-        state.replace("test/bookworm-amd64", "elsewhere"),
-    );
-    ferry_install(
-        dir.path(),
-        &[
-            "--root",
-            "root",
-            "verify",
-            "b.ferry.tar",
-            "--trust",
-            "trusted",
-        ],
-    )
-    .ok();
+    dir.write(STATE, state_json("test/bookworm-amd64", 100, created));
+    verify_root(&dir, "b.ferry.tar", &[]).ok();
+    dir.write(STATE, state_json("elsewhere", 200, created));
+    verify_root(&dir, "b.ferry.tar", &[]).ok();
 }
 
 #[test]
 fn staging_extraction_writes_only_into_a_fresh_0700_directory() {
     use std::os::unix::fs::PermissionsExt;
     let fix = Fixture::new();
-    let dir = TestDir::new();
-    dir.write("trusted/k.pub", fix.public_key_file());
-    dir.write("b.ferry.tar.gz", fix.forge().tar_gz());
+    let dir = host(&fix, &[("b.ferry.tar.gz", &fix.forge().tar_gz())]);
     let trust = TrustStore::load(&dir.join("trusted")).unwrap();
-    let policy = TrustPolicy {
-        trust: &trust,
-        threshold: 1,
-        detached: vec![],
-        freshness: Freshness::new(Timestamp::now()),
-    };
+    let policy = TrustPolicy::new(&trust, 1);
     let source = BundleSource::open(&dir.join("b.ferry.tar.gz")).unwrap();
     let staging = dir.join("staging");
     let report = read_bundle(
@@ -671,12 +576,7 @@ fn staging_extraction_writes_only_into_a_fresh_0700_directory() {
         assert_eq!(&std::fs::read(staging.join(path)).unwrap(), data, "{path}");
     }
     // An existing directory is never reused.
-    let policy = TrustPolicy {
-        trust: &trust,
-        threshold: 1,
-        detached: vec![],
-        freshness: Freshness::new(Timestamp::now()),
-    };
+    let policy = TrustPolicy::new(&trust, 1);
     assert!(read_bundle(
         &source,
         Check::Verify(policy),

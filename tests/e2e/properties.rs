@@ -2,9 +2,7 @@
 //! input, and a mutated bundle either fails verification or yields exactly the payload
 //! that was signed. `PROPTEST_CASES` raises the case count for longer fuzzing runs.
 
-use ferry_bundle::{
-    read_bundle, BundleSource, Check, Freshness, Manifest, NullReporter, Timestamp, TrustPolicy,
-};
+use ferry_bundle::{read_bundle, BundleSource, Check, Manifest, NullReporter, TrustPolicy};
 use ferry_keys::TrustStore;
 use ferry_tests::forge::Fixture;
 use ferry_tests::TestDir;
@@ -87,12 +85,7 @@ fn check(bytes: &[u8], name: &str) {
     let dir = TestDir::new();
     dir.write(name, bytes);
     let trust = TrustStore::from_keys(vec![s.fix.key.public_key()]);
-    let policy = TrustPolicy {
-        trust: &trust,
-        threshold: 1,
-        detached: vec![],
-        freshness: Freshness::new(Timestamp::now()),
-    };
+    let policy = TrustPolicy::new(&trust, 1);
     let Ok(source) = BundleSource::open(&dir.join(name)) else {
         return;
     };
