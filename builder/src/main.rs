@@ -167,7 +167,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         "encrypted": !no_passphrase,
                     })
                 );
-            } else {
+            } else if !cli.quiet {
                 println!("key id:      {}", key.public.id());
                 println!(
                     "secret key:  {} (keep it offline; mode 0600)",
@@ -241,6 +241,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 &format!("co-signature from ferry-build secret key {}", key.id()),
             )?;
             keyfile::write_file(&args.out, sig.to_file_string().as_bytes(), 0o644)?;
+            if cli.quiet {
+                return Ok(ExitCode::SUCCESS);
+            }
             println!(
                 "co-signed {} (sequence {}) with key {}: {}",
                 manifest.name,

@@ -67,21 +67,23 @@ fn minisign_verifies_a_ferry_signature() {
         &format!("ferry/signatures/{id}.minisig"),
         "manifest.json.minisig",
     );
-    let run = run_in(
-        dir.path(),
-        &minisign(),
-        &[
-            "-V",
-            "-p",
-            "k1.pub",
-            "-m",
-            "manifest.json",
-            "-x",
-            "manifest.json.minisig",
-        ],
-        &[],
-    )
-    .ok();
+    let minisign_verify = || {
+        run_in(
+            dir.path(),
+            &minisign(),
+            &[
+                "-V",
+                "-p",
+                "k1.pub",
+                "-m",
+                "manifest.json",
+                "-x",
+                "manifest.json.minisig",
+            ],
+            &[],
+        )
+    };
+    let run = minisign_verify().ok();
     assert!(
         run.stdout.contains(
             "Trusted comment: ferry/1 name=demo-5.2.5 channel=demo/bookworm-amd64 sequence="
@@ -93,20 +95,7 @@ fn minisign_verifies_a_ferry_signature() {
     let mut m = std::fs::read(dir.join("manifest.json")).unwrap();
     m[10] ^= 1;
     std::fs::write(dir.join("manifest.json"), m).unwrap();
-    let bad = run_in(
-        dir.path(),
-        &minisign(),
-        &[
-            "-V",
-            "-p",
-            "k1.pub",
-            "-m",
-            "manifest.json",
-            "-x",
-            "manifest.json.minisig",
-        ],
-        &[],
-    );
+    let bad = minisign_verify();
     assert_ne!(bad.code, 0);
 }
 
