@@ -28,6 +28,18 @@ pub enum Error {
         help: String,
     },
 
+    /// A repository could not be trusted or read.
+    #[error("repository {repo}: {message}")]
+    Repository { repo: String, message: String },
+
+    /// A download failed.
+    #[error("{url}: {message}")]
+    Download { url: String, message: String },
+
+    /// Package selection or dependency resolution failed.
+    #[error("{0}")]
+    Resolve(String),
+
     /// Reading or writing a local file failed.
     #[error("{path}: {source}")]
     Io {

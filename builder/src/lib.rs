@@ -4,8 +4,10 @@
 //! This is the only ferry crate that talks to the outside world; it never touches the
 //! host it runs on beyond its output directory and cache.
 
+pub mod apt;
 pub mod build;
 mod error;
+pub mod http;
 pub mod keyfile;
 pub mod spec;
 
