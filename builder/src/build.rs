@@ -1,10 +1,12 @@
 //! Turning a checked spec into a signed bundle on disk.
 
+use crate::fetch::{download_all, file_sha256, resolve, FetchOptions, Lock};
+use crate::http::{Cache, Http};
 use crate::spec::Spec;
 use crate::{Error, Result};
 use ferry_bundle::{
-    write_bundle, BundleContents, Compression, FileEntry, Manifest, Reporter, Target, Timestamp,
-    FORMAT,
+    write_bundle, BundleContents, Compression, FileEntry, Manifest, Package, Reporter, Role, Step,
+    Target, Timestamp, FORMAT,
 };
 use ferry_keys::SecretKey;
 use sha2::{Digest, Sha256};
@@ -21,6 +23,56 @@ pub struct BuildOptions {
     pub split: Option<u64>,
     /// Build time; `SOURCE_DATE_EPOCH` or now.
     pub created: Timestamp,
+    /// How packages are fetched.
+    pub fetch: FetchOptions,
+}
+
+/// The wall clock for Release date checks (never `SOURCE_DATE_EPOCH`).
+fn created_now() -> i64 {
+    Timestamp::now().unix() as i64
+}
+
+/// Manifest `packages` from the lock, and the spec's steps with each dependency attached
+/// to the first step that needs it, before that step's own packages.
+pub fn manifest_packages(spec: &Spec, lock: &Lock) -> (Vec<Package>, Vec<Step>) {
+    let repo_line = |id: &str| {
+        lock.repositories
+            .iter()
+            .find(|r| r.id == id)
+            .map_or_else(|| id.to_string(), |r| r.source.clone())
+    };
+    let packages = lock
+        .packages
+        .iter()
+        .map(|p| Package {
+            name: p.name.clone(),
+            version: p.version.clone(),
+            arch: p.arch.clone(),
+            file: p.bundle_path(),
+            repository: repo_line(&p.repository),
+            role: p.role,
+        })
+        .collect();
+    let mut attached = std::collections::BTreeSet::new();
+    let mut steps = spec.steps.clone();
+    for step in &mut steps {
+        let mut deps: Vec<String> = lock
+            .packages
+            .iter()
+            .filter(|p| {
+                p.role == Role::Dependency
+                    && step.packages.contains(&p.root)
+                    && !attached.contains(&p.name)
+            })
+            .map(|p| p.name.clone())
+            .collect();
+        deps.sort();
+        deps.dedup();
+        attached.extend(deps.iter().cloned());
+        deps.extend(step.packages.iter().cloned());
+        step.packages = deps;
+    }
+    (packages, steps)
 }
 
 /// What a build produced.
@@ -34,6 +86,8 @@ pub struct BuildOutput {
     pub sha256: String,
     /// Total size on disk.
     pub size: u64,
+    /// The lockfile that was followed, if any.
+    pub lock: Option<PathBuf>,
 }
 
 /// The build time: `SOURCE_DATE_EPOCH` if set (reproducible builds), else now.
@@ -56,14 +110,8 @@ pub fn build(
     options: &BuildOptions,
     reporter: &dyn Reporter,
 ) -> Result<BuildOutput> {
+    let mut packages_lock: Option<Lock> = None;
     // 1. Capabilities that arrive with later versions fail before any work is done.
-    if !spec.repositories.is_empty() || !spec.packages.is_empty() {
-        return Err(Error::Unsupported {
-            path: spec.path.clone(),
-            what: "fetching APT packages ([[repository]]/[[package]])".into(),
-            help: "remove those sections, or carry .deb files as [[file]] entries for now".into(),
-        });
-    }
     if !spec.images.is_empty() {
         return Err(Error::Unsupported {
             path: spec.path.clone(),
@@ -71,10 +119,62 @@ pub fn build(
             help: "remove the [[image]] sections, or carry an image archive as a [[file]] entry for now".into(),
         });
     }
+
+    // 2. Packages: from the lockfile if there is one, else resolved now; then fetched.
+    let mut debs: Vec<(FileEntry, PathBuf)> = Vec::new();
+    let mut lock_used = None;
+    if !spec.packages.is_empty() {
+        let http = Http::new()?;
+        let cache = Cache::open(&options.fetch.cache)?;
+        let lock_path = Lock::path_for(&spec.path);
+        let lock = if lock_path.exists() {
+            let lock = Lock::load(&lock_path)?;
+            let spec_sha = file_sha256(&spec.path)?;
+            let inv_sha = options
+                .fetch
+                .inventory
+                .as_deref()
+                .map(file_sha256)
+                .transpose()?;
+            if lock.spec_sha256 != spec_sha
+                || (inv_sha.is_some() && inv_sha != lock.inventory_sha256)
+            {
+                return Err(Error::Usage(format!(
+                    "{} is stale: the spec or inventory changed since it was written\nhelp: run `ferry-build resolve --spec {}` again and review the changes",
+                    lock_path.display(),
+                    spec.path.display()
+                )));
+            }
+            reporter.step(&format!(
+                "using {} ({} packages)",
+                lock_path.display(),
+                lock.packages.len()
+            ));
+            lock_used = Some(lock_path);
+            lock
+        } else {
+            resolve(spec, &options.fetch, &http, &cache, created_now(), reporter)?
+        };
+        let paths = download_all(&lock, options.fetch.jobs, &http, &cache, reporter)?;
+        for (p, path) in lock.packages.iter().zip(paths) {
+            debs.push((
+                FileEntry {
+                    path: p.bundle_path(),
+                    size: p.size,
+                    sha256: p.sha256.clone(),
+                    mode: "0644".into(),
+                },
+                path,
+            ));
+        }
+        packages_lock = Some(lock);
+    }
     std::fs::create_dir_all(out_dir).map_err(|e| Error::io(out_dir, e))?;
 
     // 2. Hash every local file.
-    reporter.step(&format!("hashing {} file(s)", spec.files.len()));
+    if !spec.files.is_empty() {
+        reporter.step(&format!("hashing {} file(s)", spec.files.len()));
+    }
     let mut files: Vec<(FileEntry, PathBuf)> = Vec::new();
     for request in &spec.files {
         let source = spec.resolve_path(&request.source);
@@ -94,6 +194,13 @@ pub fn build(
         ));
     }
     files.sort_by(|a, b| a.0.path.cmp(&b.0.path));
+    debs.sort_by(|a, b| a.0.path.cmp(&b.0.path));
+    debs.dedup_by(|a, b| a.0.path == b.0.path);
+    files.splice(0..0, debs);
+    let (packages, steps) = match &packages_lock {
+        Some(lock) => manifest_packages(spec, lock),
+        None => (vec![], spec.steps.clone()),
+    };
 
     // 3. The manifest.
     let created = options.created;
@@ -114,9 +221,9 @@ pub fn build(
             arch: spec.target.arch.clone(),
         },
         files: files.iter().map(|(f, _)| f.clone()).collect(),
-        packages: vec![],
+        packages,
         images: vec![],
-        steps: spec.steps.clone(),
+        steps,
         backups: spec.backups.clone(),
         notes: spec.notes.clone(),
     };
@@ -151,6 +258,7 @@ pub fn build(
         manifest,
         sha256,
         size,
+        lock: lock_used,
     })
 }
 

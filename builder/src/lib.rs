@@ -7,6 +7,7 @@
 pub mod apt;
 pub mod build;
 mod error;
+pub mod fetch;
 pub mod http;
 pub mod keyfile;
 pub mod spec;

@@ -3,7 +3,9 @@
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use ferry_builder::build::{build, build_time, parse_size, BuildOptions};
-use ferry_builder::keyfile::{self, EnvOrPrompt, PassphraseSource};
+use ferry_builder::fetch::{resolve, FetchOptions, Lock};
+use ferry_builder::http::{Cache, Http};
+use ferry_builder::keyfile::{self, write_file, EnvOrPrompt, PassphraseSource};
 use ferry_builder::spec::Spec;
 use ferry_bundle::{read_bundle, BundleSource, Check, Compression, Reporter, TermReporter};
 use std::path::PathBuf;
@@ -31,6 +33,8 @@ enum Command {
     /// Manage signing keys (minisign format).
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Resolve a spec's packages and dependencies; print them and write SPEC.lock.
+    Resolve(ResolveArgs),
     /// Build a signed bundle from a spec.
     Build(BuildArgs),
     /// Co-sign a bundle: write a detached signature over its manifest.
@@ -62,11 +66,58 @@ enum CompressionArg {
     None,
 }
 
+/// How packages are fetched (resolve and build).
+#[derive(Args)]
+struct FetchArgs {
+    /// The target host's `ferry-install inventory` output: packages it already has at a
+    /// satisfying version are not fetched.
+    #[arg(long, value_name = "HOST.json")]
+    inventory: Option<PathBuf>,
+    /// Download cache (default: $XDG_CACHE_HOME/ferry).
+    #[arg(long, value_name = "DIR")]
+    cache: Option<PathBuf>,
+    /// Parallel downloads.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=64))]
+    jobs: u64,
+    /// Use this repository (by spec id) even without a valid signature. Dangerous.
+    #[arg(long = "allow-unsigned-repository", value_name = "ID")]
+    allow_unsigned: Vec<String>,
+    /// Accept a Release file whose Valid-Until has passed.
+    #[arg(long)]
+    allow_expired_release: bool,
+}
+
+impl FetchArgs {
+    fn options(&self) -> FetchOptions {
+        FetchOptions {
+            jobs: self.jobs as usize,
+            cache: self.cache.clone().unwrap_or_else(Cache::default_dir),
+            inventory: self.inventory.clone(),
+            allow_unsigned: self.allow_unsigned.clone(),
+            allow_expired_release: self.allow_expired_release,
+        }
+    }
+}
+
+#[derive(Args)]
+struct ResolveArgs {
+    /// The spec (TOML).
+    #[arg(long)]
+    spec: PathBuf,
+    #[command(flatten)]
+    fetch: FetchArgs,
+    /// Print the lock as JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
 #[derive(Args)]
 struct BuildArgs {
     /// The spec (TOML).
     #[arg(long)]
     spec: PathBuf,
+    #[command(flatten)]
+    fetch: FetchArgs,
     /// Secret key to sign with (minisign format).
     #[arg(long)]
     key: PathBuf,
@@ -97,6 +148,37 @@ struct SignArgs {
     /// Replace an existing signature file.
     #[arg(long)]
     force: bool,
+}
+
+fn print_lock(lock: &Lock) {
+    println!("baseline: {}", lock.baseline);
+    for r in &lock.repositories {
+        println!(
+            "repository {}: {} (signed by {})",
+            r.id,
+            r.source,
+            r.signed_by.as_deref().unwrap_or("NOBODY: allowed unsigned")
+        );
+    }
+    let total: u64 = lock.packages.iter().map(|p| p.size).sum();
+    println!(
+        "{:<10} {:<28} {:<22} {:<6} {:>10}  {:<12} {:<10} why",
+        "role", "package", "version", "arch", "size", "sha256", "repository"
+    );
+    for p in &lock.packages {
+        let role = format!("{:?}", p.role).to_lowercase();
+        println!(
+            "{role:<10} {:<28} {:<22} {:<6} {:>10}  {:<12} {:<10} {}",
+            p.name,
+            p.version,
+            p.arch,
+            p.size,
+            &p.sha256[..12],
+            p.repository,
+            p.reason
+        );
+    }
+    println!("{} package(s), {total} bytes", lock.packages.len());
 }
 
 fn main() -> ExitCode {
@@ -180,6 +262,22 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 );
             }
         }
+        Command::Resolve(args) => {
+            let spec = Spec::load(&args.spec)?;
+            let options = args.fetch.options();
+            let http = Http::new()?;
+            let cache = Cache::open(&options.cache)?;
+            let now = ferry_bundle::Timestamp::now().unix() as i64;
+            let lock = resolve(&spec, &options, &http, &cache, now, &reporter)?;
+            let lock_path = Lock::path_for(&args.spec);
+            write_file(&lock_path, lock.to_toml().as_bytes(), 0o644)?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&lock)?);
+            } else if !cli.quiet {
+                print_lock(&lock);
+                println!("wrote {}", lock_path.display());
+            }
+        }
         Command::Build(args) => {
             let spec = Spec::load(&args.spec)?;
             let key = keyfile::load_secret_key(&args.key, &EnvOrPrompt)?;
@@ -190,6 +288,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 },
                 split: args.split.as_deref().map(parse_size).transpose()?,
                 created: build_time()?,
+                fetch: args.fetch.options(),
             };
             let out = build(&spec, &key, &args.out, &options, &reporter)?;
             if args.json {
@@ -219,6 +318,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     key.id()
                 );
                 println!("sha256 {}", out.sha256);
+                if let Some(lock) = &out.lock {
+                    println!("followed {}", lock.display());
+                }
                 println!("expires {}", out.manifest.expires);
             }
         }

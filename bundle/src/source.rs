@@ -125,7 +125,7 @@ impl BundleSource {
         let head = raw.fill_buf().map_err(|e| Error::io(&self.display, e))?;
         let gzip = head.len() >= 2 && head[0] == 0x1f && head[1] == 0x8b;
         let (tx, rx) = sync_channel::<io::Result<Vec<u8>>>(DEPTH);
-        std::thread::Builder::new()
+        let worker = std::thread::Builder::new()
             .name("ferry-read-ahead".into())
             .spawn(move || {
                 let result = if gzip {
@@ -151,7 +151,8 @@ impl BundleSource {
             })
             .map_err(|e| Error::io(&self.display, e))?;
         Ok(TarStream {
-            rx,
+            rx: Some(rx),
+            worker: Some(worker),
             current: Vec::new(),
             pos: 0,
             counters: Counters::default(),
@@ -252,11 +253,23 @@ pub(crate) struct Counters {
 
 /// The decompressed tar stream, with a hard cap on how many bytes it will yield.
 pub(crate) struct TarStream {
-    rx: Receiver<io::Result<Vec<u8>>>,
+    rx: Option<Receiver<io::Result<Vec<u8>>>>,
+    worker: Option<std::thread::JoinHandle<()>>,
     current: Vec<u8>,
     pos: usize,
     pub counters: Counters,
     pub compressed: bool,
+}
+
+impl Drop for TarStream {
+    /// Hang up, then wait for the read-ahead thread: it stops at its next send, so no
+    /// thread outlives the read (a reader that stopped early, like `inspect`, included).
+    fn drop(&mut self) {
+        drop(self.rx.take());
+        if let Some(worker) = self.worker.take() {
+            let _ = worker.join();
+        }
+    }
 }
 
 impl Read for TarStream {
@@ -265,7 +278,10 @@ impl Read for TarStream {
             return Ok(0);
         }
         while self.pos == self.current.len() {
-            match self.rx.recv() {
+            let Some(rx) = self.rx.as_ref() else {
+                return Ok(0);
+            };
+            match rx.recv() {
                 Ok(Ok(chunk)) => {
                     self.current = chunk;
                     self.pos = 0;

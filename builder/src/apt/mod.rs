@@ -210,18 +210,42 @@ pub fn fetch_index(
     for component in &repo.components {
         for arch in [options.arch.as_str(), "all"] {
             let base = format!("{component}/binary-{arch}/Packages");
-            let choice = ["", ".gz", ".xz"]
+            // Compressed first: archives list the plain index but often do not serve it.
+            let listed_variants: Vec<String> = [".xz", ".gz", ""]
                 .iter()
                 .map(|ext| format!("{base}{ext}"))
-                .find(|p| listed.contains_key(p));
-            let Some(path) = choice else { continue };
+                .filter(|p| listed.contains_key(p))
+                .collect();
+            if listed_variants.is_empty() {
+                continue;
+            }
             if arch == options.arch {
                 found_arch = true;
             }
-            let (size, sha256) = listed[&path].clone();
-            let bytes = fetch_verified(http, cache, &format!("{dists}{path}"), size, &sha256)
-                .map_err(|e| err(e.to_string()))?;
-            let text = decompress(&path, &bytes).map_err(|e| err(format!("{dists}{path}: {e}")))?;
+            let mut text = None;
+            let mut last_err = None;
+            for path in &listed_variants {
+                let (size, sha256) = listed[path].clone();
+                match fetch_verified(http, cache, &format!("{dists}{path}"), size, &sha256) {
+                    Ok(Some(bytes)) => {
+                        text = Some(
+                            decompress(path, &bytes)
+                                .map_err(|e| err(format!("{dists}{path}: {e}")))?,
+                        );
+                        break;
+                    }
+                    Ok(None) => {
+                        last_err = Some(format!(
+                            "{dists}{path}: 404, listed in the signed Release but not served"
+                        ))
+                    }
+                    Err(e) => return Err(err(e.to_string())),
+                }
+            }
+            let Some(text) = text else {
+                return Err(err(last_err.unwrap_or_default()));
+            };
+            let path = &listed_variants[0];
             parse_packages(&text, index, &options.arch, &mut candidates)
                 .map_err(|e| err(format!("{dists}{path}: {e}")))?;
         }
@@ -271,14 +295,13 @@ fn fetch_verified(
     url: &str,
     size: u64,
     sha256: &str,
-) -> Result<Vec<u8>> {
+) -> Result<Option<Vec<u8>>> {
     if let Some(p) = cache.lookup(sha256, size)? {
-        return std::fs::read(&p).map_err(|e| Error::io(&p, e));
+        return std::fs::read(&p).map(Some).map_err(|e| Error::io(&p, e));
     }
-    let bytes = http.get(url, size)?.ok_or_else(|| Error::Download {
-        url: url.into(),
-        message: "404: listed in the signed Release but not served".into(),
-    })?;
+    let Some(bytes) = http.get(url, size)? else {
+        return Ok(None);
+    };
     let digest = hex::encode(Sha256::digest(&bytes));
     if bytes.len() as u64 != size || digest != sha256 {
         return Err(Error::Download {
@@ -290,7 +313,7 @@ fn fetch_verified(
         });
     }
     cache.store(sha256, &bytes)?;
-    Ok(bytes)
+    Ok(Some(bytes))
 }
 
 fn decompress(path: &str, bytes: &[u8]) -> std::result::Result<String, String> {
