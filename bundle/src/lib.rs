@@ -6,6 +6,7 @@
 //! files it is asked to write and, when extracting, into its own staging directory.
 
 mod error;
+pub mod inventory;
 pub mod manifest;
 pub mod paths;
 mod reader;
@@ -14,6 +15,7 @@ mod time;
 mod writer;
 
 pub use error::{Error, Result};
+pub use inventory::{InstalledPackage, Inventory, OsRelease};
 pub use manifest::{
     Backup, BackupKind, FileEntry, Health, Image, Manifest, Package, Role, Step, Target, FORMAT,
 };

@@ -33,6 +33,26 @@ pub enum Error {
     #[error(transparent)]
     Bundle(#[from] ferry_bundle::Error),
 
+    /// The host has no dpkg status database.
+    #[error("{path}: not found: no dpkg status database here\nhelp: is this a Debian/Ubuntu system? with --root, point at the root of one")]
+    NoDpkgDatabase { path: PathBuf },
+
+    /// A file of the dpkg database is malformed (dpkg itself would refuse it).
+    #[error("{path}:{line}: {message}\nhelp: the dpkg database is damaged; `dpkg --audit` reports the same, and dpkg keeps older copies of the status file in /var/backups/dpkg.status.*")]
+    DpkgDatabase {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+
+    /// Neither os-release file exists.
+    #[error("{path}: {message}\nhelp: every current Debian/Ubuntu ships /usr/lib/os-release (package base-files); with --root, point at the root of such a system")]
+    OsRelease { path: PathBuf, message: String },
+
+    /// dpkg's native architecture could not be found by any means.
+    #[error("cannot determine the native dpkg architecture of {root}: {message}\nhelp: install dpkg on this machine (Debian package dpkg), or take the inventory on the target host itself")]
+    NativeArch { root: PathBuf, message: String },
+
     /// A local file could not be read or written.
     #[error("{path}: {source}")]
     Io {

@@ -1,9 +1,11 @@
 //! `ferry-install`: the air-gapped-side command. Parses arguments and calls the library.
 
 use clap::{Args, Parser, Subcommand};
-use ferry_bundle::{read_manifest, BundleSource, TermReporter, UnverifiedBundle};
+use ferry_bundle::{read_manifest, BundleSource, Reporter, TermReporter, UnverifiedBundle};
 use ferry_installer::config::Config;
 use ferry_installer::host::Host;
+use ferry_installer::inventory::{dpkg_configure_command, take_inventory};
+use ferry_installer::state::write_atomic;
 use ferry_installer::verify::{verify_bundle, VerifyRequest};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -40,6 +42,16 @@ enum Command {
         /// The bundle (or its first part).
         bundle: PathBuf,
         /// Print the manifest and signatures as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Record this host's OS, dpkg architectures and package states for `ferry-build --inventory`; reads only.
+    Inventory {
+        /// Write the inventory here (atomically; a path on this machine, not under --root)
+        /// and print a summary; without it the inventory JSON goes to stdout.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// With --out, print the summary as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -165,6 +177,61 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 println!("  created    {}   expires {}", m.created, m.expires);
             }
         }
+        Command::Inventory { out, json } => {
+            let inventory = take_inventory(&host, &reporter)?;
+            let broken: Vec<_> = inventory.broken().collect();
+            if !broken.is_empty() {
+                let list = broken
+                    .iter()
+                    .map(|p| format!("  {} {} ({})", p.spec(), p.version, p.status))
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                reporter.warn(&format!(
+                    "{} package(s) left half-done by dpkg:\n{list}\nhelp: run `{}` on the host, then take the inventory again",
+                    broken.len(),
+                    dpkg_configure_command(&host)
+                ));
+            }
+            let Some(out) = out else {
+                std::io::Write::write_all(&mut std::io::stdout().lock(), &inventory.to_json())?;
+                return Ok(ExitCode::SUCCESS);
+            };
+            write_atomic(&out, &inventory.to_json())?;
+            let installed = inventory.installed().count();
+            if json {
+                let summary = serde_json::json!({
+                    "out": out,
+                    "hostname": inventory.hostname,
+                    "os": inventory.os,
+                    "arch": inventory.arch,
+                    "foreign_archs": inventory.foreign_archs,
+                    "packages": inventory.packages.len(),
+                    "installed": installed,
+                    "problems": broken.iter().map(|p| serde_json::json!({
+                        "package": p.spec(), "version": p.version, "status": p.status,
+                    })).collect::<Vec<_>>(),
+                });
+                println!("{}", serde_json::to_string_pretty(&summary)?);
+            } else if !cli.quiet {
+                let os = inventory.os.pretty_name.clone().unwrap_or_else(|| {
+                    [
+                        Some(inventory.os.id.as_str()),
+                        inventory.os.version_id.as_deref(),
+                    ]
+                    .into_iter()
+                    .flatten()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+                });
+                println!(
+                    "inventory of {} ({os}, {}): {installed} packages installed, {} with problems -> {}",
+                    inventory.hostname.as_deref().unwrap_or("unnamed host"),
+                    inventory.arch,
+                    broken.len(),
+                    out.display()
+                );
+            }
+        }
         Command::Inspect { bundle, json } => {
             let source = BundleSource::open(&bundle)?;
             let head = read_manifest(&source)?;
@@ -206,6 +273,49 @@ fn print_inspect_json(source: &BundleSource, head: &UnverifiedBundle) -> anyhow:
     Ok(())
 }
 
+/// Packages grouped by the step that installs them, then any the steps do not name
+/// (previous versions carried for rollback, for instance).
+fn print_packages_by_step(m: &ferry_bundle::Manifest) {
+    if m.packages.is_empty() {
+        return;
+    }
+    let line = |p: &ferry_bundle::Package| {
+        format!(
+            "    {:<11} {} {} {}",
+            format!("{:?}", p.role).to_lowercase(),
+            p.name,
+            p.version,
+            p.arch
+        )
+    };
+    println!("packages");
+    let mut shown = std::collections::BTreeSet::new();
+    for (n, step) in m.steps.iter().enumerate() {
+        println!("  step {} {}", n + 1, step.component);
+        for name in &step.packages {
+            for p in m
+                .packages
+                .iter()
+                .filter(|p| &p.name == name && p.role != ferry_bundle::Role::Previous)
+            {
+                println!("{}", line(p));
+                shown.insert((p.name.clone(), p.version.clone()));
+            }
+        }
+    }
+    let rest: Vec<_> = m
+        .packages
+        .iter()
+        .filter(|p| !shown.contains(&(p.name.clone(), p.version.clone())))
+        .collect();
+    if !rest.is_empty() {
+        println!("  not installed by any step");
+        for p in rest {
+            println!("{}", line(p));
+        }
+    }
+}
+
 fn print_inspect(source: &BundleSource, head: &UnverifiedBundle) {
     let m = &head.manifest;
     println!(
@@ -239,18 +349,7 @@ fn print_inspect(source: &BundleSource, head: &UnverifiedBundle) {
             f.path
         );
     }
-    if !m.packages.is_empty() {
-        println!("packages");
-        for p in &m.packages {
-            println!(
-                "  {:<11} {} {} {}",
-                format!("{:?}", p.role).to_lowercase(),
-                p.name,
-                p.version,
-                p.arch
-            );
-        }
-    }
+    print_packages_by_step(m);
     if !m.images.is_empty() {
         println!("images");
         for i in &m.images {
