@@ -2,7 +2,9 @@
 //! runner, and a "forge" that writes tar archives byte by byte so hostile bundles can be
 //! made on purpose. Everything runs for real on this machine; nothing is mocked.
 
+pub mod apt_repo;
 pub mod forge;
+pub mod http;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
