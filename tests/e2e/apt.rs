@@ -28,7 +28,9 @@ fn packages() -> Vec<DebSpec> {
     ]
 }
 
-fn repo_with(change: impl FnOnce(ferry_tests::apt_repo::RepoBuilder) -> ferry_tests::apt_repo::RepoBuilder) -> AptRepo {
+fn repo_with(
+    change: impl FnOnce(ferry_tests::apt_repo::RepoBuilder) -> ferry_tests::apt_repo::RepoBuilder,
+) -> AptRepo {
     change(AptRepo::builder().suite("stable").packages(packages())).build()
 }
 
@@ -66,8 +68,14 @@ const APP: &str = "[[package]]\nname = \"app\"\n";
 fn env(dir: &TestDir) -> Vec<(String, String)> {
     vec![
         ("FERRY_RETRY_DELAY_MS".into(), "1".into()),
-        ("XDG_CACHE_HOME".into(), dir.join("xdg").to_string_lossy().into_owned()),
-        ("SOURCE_DATE_EPOCH".into(), ferry_tests::apt_repo::unix_now().to_string()),
+        (
+            "XDG_CACHE_HOME".into(),
+            dir.join("xdg").to_string_lossy().into_owned(),
+        ),
+        (
+            "SOURCE_DATE_EPOCH".into(),
+            ferry_tests::apt_repo::unix_now().to_string(),
+        ),
     ]
 }
 
@@ -78,16 +86,39 @@ fn build_cmd(dir: &TestDir, args: &[&str]) -> Run {
 }
 
 fn resolve(dir: &TestDir, extra: &[&str]) -> Run {
-    let mut args = vec!["resolve", "--spec", "spec.toml", "--cache", "cache", "--json"];
+    let mut args = vec![
+        "resolve",
+        "--spec",
+        "spec.toml",
+        "--cache",
+        "cache",
+        "--json",
+    ];
     args.extend_from_slice(extra);
     build_cmd(dir, &args)
 }
 
 fn build(dir: &TestDir, extra: &[&str]) -> Run {
     if !dir.join("k.key").exists() {
-        ferry_build(dir.path(), &["key", "generate", "--out", "k", "--no-passphrase", "-q"], &[]).ok();
+        ferry_build(
+            dir.path(),
+            &["key", "generate", "--out", "k", "--no-passphrase", "-q"],
+            &[],
+        )
+        .ok();
     }
-    let mut args = vec!["build", "--spec", "spec.toml", "--key", "k.key", "--out", "out", "--cache", "cache", "--json"];
+    let mut args = vec![
+        "build",
+        "--spec",
+        "spec.toml",
+        "--key",
+        "k.key",
+        "--out",
+        "out",
+        "--cache",
+        "cache",
+        "--json",
+    ];
     args.extend_from_slice(extra);
     build_cmd(dir, &args)
 }
@@ -102,7 +133,10 @@ fn resolved(run: &Run) -> BTreeMap<String, (String, String)> {
         .map(|p| {
             (
                 p["name"].as_str().unwrap().to_string(),
-                (p["version"].as_str().unwrap().to_string(), p["role"].as_str().unwrap().to_string()),
+                (
+                    p["version"].as_str().unwrap().to_string(),
+                    p["role"].as_str().unwrap().to_string(),
+                ),
             )
         })
         .collect()
@@ -110,12 +144,18 @@ fn resolved(run: &Run) -> BTreeMap<String, (String, String)> {
 
 fn cached_files(dir: &TestDir) -> Vec<String> {
     std::fs::read_dir(dir.join("cache/sha256"))
-        .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 fn partial_files(dir: &TestDir) -> usize {
-    std::fs::read_dir(dir.join("cache/partial")).map(|d| d.count()).unwrap_or(0)
+    std::fs::read_dir(dir.join("cache/partial"))
+        .map(|d| d.count())
+        .unwrap_or(0)
 }
 
 #[test]
@@ -123,7 +163,13 @@ fn happy_path_closure_package_by_package_and_into_the_bundle() {
     let repo = repo_with(|b| b);
     let server = repo.serve();
     let dir = TestDir::new();
-    write_spec(&dir, &repo, &server.url(), &format!("{APP}previous = \"1.0\"\n"), "");
+    write_spec(
+        &dir,
+        &repo,
+        &server.url(),
+        &format!("{APP}previous = \"1.0\"\n"),
+        "",
+    );
     let run = resolve(&dir, &[]).ok();
     let got = resolved(&run);
     let want: BTreeMap<String, (String, String)> = [
@@ -139,15 +185,32 @@ fn happy_path_closure_package_by_package_and_into_the_bundle() {
     let mut got_current = got.clone();
     // The previous version is carried too (it shares the name, so it is listed apart).
     let v: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
-    let previous: Vec<&serde_json::Value> = v["package"].as_array().unwrap().iter().filter(|p| p["role"] == "previous").collect();
+    let previous: Vec<&serde_json::Value> = v["package"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["role"] == "previous")
+        .collect();
     assert_eq!(previous.len(), 1);
     assert_eq!(previous[0]["version"], "1.0");
     got_current.retain(|_, (_, role)| role != "previous");
     got_current.insert("app".into(), ("2.0".into(), "target".into()));
     assert_eq!(got_current, want);
     // Reasons name the chain.
-    let postfix = v["package"].as_array().unwrap().iter().find(|p| p["name"] == "postfix").unwrap();
-    assert!(postfix["reason"].as_str().unwrap().starts_with("app 2.0 -> postfix 3.7 (mail-transport-agent)"), "{}", postfix["reason"]);
+    let postfix = v["package"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "postfix")
+        .unwrap();
+    assert!(
+        postfix["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("app 2.0 -> postfix 3.7 (mail-transport-agent)"),
+        "{}",
+        postfix["reason"]
+    );
     assert!(dir.join("spec.toml.lock").exists());
 
     // Build from the lock, verify, and check every .deb is the repository's own bytes.
@@ -162,7 +225,12 @@ fn happy_path_closure_package_by_package_and_into_the_bundle() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|f| (f["path"].as_str().unwrap().to_string(), f["sha256"].as_str().unwrap().to_string()))
+        .map(|f| {
+            (
+                f["path"].as_str().unwrap().to_string(),
+                f["sha256"].as_str().unwrap().to_string(),
+            )
+        })
         .collect();
     for (name, version, file) in [
         ("app", "2.0", "debs/app_2.0_amd64.deb"),
@@ -170,16 +238,28 @@ fn happy_path_closure_package_by_package_and_into_the_bundle() {
         ("libpre", "1:0.5~rc1", "debs/libpre_1%3a0.5~rc1_amd64.deb"),
         ("appdata", "2.0", "debs/appdata_2.0_all.deb"),
     ] {
-        assert_eq!(files[file], ferry_tests::sha256_file(&repo.deb_path(name, version)), "{file}");
+        assert_eq!(
+            files[file],
+            ferry_tests::sha256_file(&repo.deb_path(name, version)),
+            "{file}"
+        );
     }
     // Dependencies come before the step's own package, in the same step.
     let step = &m["manifest"]["steps"][0]["packages"];
     assert_eq!(step.as_array().unwrap().last().unwrap(), "app");
     assert_eq!(step.as_array().unwrap().len(), 5, "{step}");
-    let roles: Vec<&str> = m["manifest"]["packages"].as_array().unwrap().iter().map(|p| p["role"].as_str().unwrap()).collect();
+    let roles: Vec<&str> = m["manifest"]["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["role"].as_str().unwrap())
+        .collect();
     assert!(roles.contains(&"previous"));
     // inspect groups packages by step.
-    ferry_install(dir.path(), &["inspect", &bundle]).ok().stdout_has("step 1 app").stdout_has("not installed by any step");
+    ferry_install(dir.path(), &["inspect", &bundle])
+        .ok()
+        .stdout_has("step 1 app")
+        .stdout_has("not installed by any step");
 }
 
 #[test]
@@ -244,11 +324,24 @@ fn refused(repo: &AptRepo, server: &Server, needle: &str, extra: &[&str]) {
     let dir = TestDir::new();
     write_spec(&dir, repo, &server.url(), APP, "");
     let run = build(&dir, extra).code(1).stderr_has(needle);
-    let debs: Vec<String> = repo.debs.iter().map(|d| ferry_tests::sha256_file(&d.path)).collect();
+    let debs: Vec<String> = repo
+        .debs
+        .iter()
+        .map(|d| ferry_tests::sha256_file(&d.path))
+        .collect();
     for f in cached_files(&dir) {
-        assert!(!debs.contains(&f), "a .deb entered the cache: {}", run.stderr);
+        assert!(
+            !debs.contains(&f),
+            "a .deb entered the cache: {}",
+            run.stderr
+        );
     }
-    assert_eq!(partial_files(&dir), 0, "a partial file was left: {}", run.stderr);
+    assert_eq!(
+        partial_files(&dir),
+        0,
+        "a partial file was left: {}",
+        run.stderr
+    );
     assert!(!dir.join("out").exists() || std::fs::read_dir(dir.join("out")).unwrap().count() == 0);
 }
 
@@ -266,7 +359,9 @@ fn bad_signature_wrong_key_and_expired_release_are_refused() {
     let dir = TestDir::new();
     let server = expired.serve();
     write_spec(&dir, &expired, &server.url(), APP, "");
-    build(&dir, &["--allow-expired-release"]).ok().stderr_has("allowed by --allow-expired-release");
+    build(&dir, &["--allow-expired-release"])
+        .ok()
+        .stderr_has("allowed by --allow-expired-release");
     let future = repo_with(|b| b.date(ferry_tests::apt_repo::unix_now() + 86_400));
     refused(&future, &future.serve(), "in the future", &[]);
     let no_sha = repo_with(|b| b.sha256(false));
@@ -274,10 +369,17 @@ fn bad_signature_wrong_key_and_expired_release_are_refused() {
     // An unsigned repository only with the explicit, per-repository override.
     let unsigned = repo_with(|b| b.inrelease(false).release_gpg(false));
     let server = unsigned.serve();
-    refused(&unsigned, &server, "--allow-unsigned-repository fixture", &[]);
+    refused(
+        &unsigned,
+        &server,
+        "--allow-unsigned-repository fixture",
+        &[],
+    );
     let dir = TestDir::new();
     write_spec(&dir, &unsigned, &server.url(), APP, "");
-    build(&dir, &["--allow-unsigned-repository", "fixture"]).ok().stderr_has("UNSIGNED REPOSITORY fixture ALLOWED");
+    build(&dir, &["--allow-unsigned-repository", "fixture"])
+        .ok()
+        .stderr_has("UNSIGNED REPOSITORY fixture ALLOWED");
 }
 
 #[test]
@@ -322,10 +424,20 @@ fn downloads_resume_through_connections_dropped_half_way() {
     server.set_fault("*.deb", Fault::DropHalfway(u32::MAX));
     server.set_fault("InRelease", Fault::Status(500, 2));
     let dir = TestDir::new();
-    write_spec(&dir, &repo, &server.url(), "[[package]]\nname = \"app\"\n[[package]]\nname = \"filler-000\"\n", "");
+    write_spec(
+        &dir,
+        &repo,
+        &server.url(),
+        "[[package]]\nname = \"app\"\n[[package]]\nname = \"filler-0000\"\n",
+        "",
+    );
     build(&dir, &["--jobs", "4"]).ok();
     let ranged = server.count(|r| r.path.ends_with(".deb") && r.range.is_some());
-    assert!(ranged > 3, "expected Range requests, saw {ranged}: {:#?}", server.requests());
+    assert!(
+        ranged > 3,
+        "expected Range requests, saw {ranged}: {:#?}",
+        server.requests()
+    );
     assert_eq!(partial_files(&dir), 0);
 }
 
@@ -340,8 +452,17 @@ fn a_warm_cache_downloads_no_debs_and_the_lock_reproduces_the_bundle() {
     server.clear_log();
     std::fs::remove_dir_all(dir.join("out")).unwrap();
     let second: serde_json::Value = serde_json::from_str(&build(&dir, &[]).ok().stdout).unwrap();
-    assert_eq!(server.count(|r| r.path.ends_with(".deb")), 0, "{:#?}", server.requests());
-    assert_eq!(server.count(|_| true), 0, "a build from lock and cache needs no network");
+    assert_eq!(
+        server.count(|r| r.path.ends_with(".deb")),
+        0,
+        "{:#?}",
+        server.requests()
+    );
+    assert_eq!(
+        server.count(|_| true),
+        0,
+        "a build from lock and cache needs no network"
+    );
     assert_eq!(first["sha256"], second["sha256"]);
 
     // A newer app appears upstream: the lock still builds the same bundle.
@@ -369,18 +490,39 @@ fn missing_packages_and_versions_list_what_exists() {
     let repo = repo_with(|b| b);
     let server = repo.serve();
     let dir = TestDir::new();
-    write_spec(&dir, &repo, &server.url(), "[[package]]\nname = \"app\"\nversion = \">= 5\"\n", "");
-    resolve(&dir, &[]).code(1).stderr_has("no version matches >= 5").stderr_has("available: 2.0, 1.0");
-    write_spec(&dir, &repo, &server.url(), "[[package]]\nname = \"nope\"\n", "");
+    write_spec(
+        &dir,
+        &repo,
+        &server.url(),
+        "[[package]]\nname = \"app\"\nversion = \">= 5\"\n",
+        "",
+    );
+    resolve(&dir, &[])
+        .code(1)
+        .stderr_has("no version matches >= 5")
+        .stderr_has("available: 2.0, 1.0");
+    write_spec(
+        &dir,
+        &repo,
+        &server.url(),
+        "[[package]]\nname = \"nope\"\n",
+        "",
+    );
     let spec = std::fs::read_to_string(dir.join("spec.toml")).unwrap();
-    dir.write("spec.toml", spec.replace("packages = [\"app\"]", "packages = [\"nope\"]"));
-    resolve(&dir, &[]).code(1).stderr_has("package nope does not exist");
+    dir.write(
+        "spec.toml",
+        spec.replace("packages = [\"app\"]", "packages = [\"nope\"]"),
+    );
+    resolve(&dir, &[])
+        .code(1)
+        .stderr_has("package nope does not exist");
 }
 
 #[test]
 #[ignore = "needs the Debian mirror from this machine's apt sources; run by hand"]
 fn jq_from_the_debian_mirror() {
-    let sources = std::fs::read_to_string("/etc/apt/sources.list.d/debian.sources").unwrap_or_default();
+    let sources =
+        std::fs::read_to_string("/etc/apt/sources.list.d/debian.sources").unwrap_or_default();
     let mirror = sources
         .lines()
         .find_map(|l| l.strip_prefix("URIs:"))
@@ -394,9 +536,21 @@ fn jq_from_the_debian_mirror() {
         ),
     );
     let got = resolved(&resolve(&dir, &[]).ok());
-    assert!(got.contains_key("jq") && got.contains_key("libjq1") && got.contains_key("libonig5"), "{got:?}");
+    assert!(
+        got.contains_key("jq") && got.contains_key("libjq1") && got.contains_key("libonig5"),
+        "{got:?}"
+    );
     let out: serde_json::Value = serde_json::from_str(&build(&dir, &[]).ok().stdout).unwrap();
     dir.write("trusted/k.pub", std::fs::read(dir.join("k.pub")).unwrap());
-    ferry_install(dir.path(), &["verify", out["files"][0].as_str().unwrap(), "--trust", "trusted"]).ok();
+    ferry_install(
+        dir.path(),
+        &[
+            "verify",
+            out["files"][0].as_str().unwrap(),
+            "--trust",
+            "trusted",
+        ],
+    )
+    .ok();
     let _ = Path::new("");
 }

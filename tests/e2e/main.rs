@@ -1,7 +1,7 @@
 //! End-to-end tests: the real binaries, real files, real `minisign`.
 
-mod hostile;
 mod apt;
+mod hostile;
 mod interop;
 mod properties;
 mod roundtrip;

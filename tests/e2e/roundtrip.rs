@@ -354,7 +354,10 @@ fn spec_errors_name_the_field_and_write_nothing() {
             "--out",
             "o",
         ],
-        &[("FERRY_RETRY_DELAY_MS", "1"), ("XDG_CACHE_HOME", dir.join("cache").to_str().unwrap())],
+        &[
+            ("FERRY_RETRY_DELAY_MS", "1"),
+            ("XDG_CACHE_HOME", dir.join("cache").to_str().unwrap()),
+        ],
     )
     .code(1)
     .stderr_has("http://127.0.0.1:1/dists/bookworm/InRelease");

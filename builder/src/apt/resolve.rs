@@ -22,8 +22,11 @@ pub struct Baseline {
     /// Where it came from, for messages.
     pub source: String,
     packages: HashMap<String, Vec<Present>>,
-    provides: HashMap<String, Vec<(Option<PackageVersion>, String, Option<String>)>>,
+    provides: HashMap<String, Vec<ProvidedBy>>,
 }
+
+/// A virtual package on the target: (provided version, arch, Multi-Arch of the provider).
+type ProvidedBy = (Option<PackageVersion>, String, Option<String>);
 
 #[derive(Clone, Debug)]
 struct Present {
@@ -240,9 +243,22 @@ impl<'u> Resolver<'u> {
     ) -> Result<(), Unsatisfiable> {
         let c = &self.universe.candidates[idx];
         let name = c.name.clone();
+        if role == Role::Previous {
+            // Carried beside the new version, never part of a closure.
+            self.chosen.insert(
+                format!("{name}\0previous"),
+                Chosen {
+                    candidate: idx,
+                    role,
+                    reason: reason.to_string(),
+                    root: name,
+                },
+            );
+            return Ok(());
+        }
         if let Some(existing) = self.chosen.get(&name) {
             let e = &self.universe.candidates[existing.candidate];
-            if e.version != c.version && role != Role::Previous {
+            if e.version != c.version {
                 return Err(Unsatisfiable(format!(
                     "{name} is requested at {} but {} was already chosen ({})",
                     c.version_str, e.version_str, existing.reason
@@ -255,13 +271,8 @@ impl<'u> Resolver<'u> {
                 entry.reason = reason.to_string();
             }
         } else {
-            let key = if role == Role::Previous {
-                format!("{name}\0previous")
-            } else {
-                name.clone()
-            };
             self.chosen.insert(
-                key,
+                name.clone(),
                 Chosen {
                     candidate: idx,
                     role,
