@@ -408,7 +408,12 @@ pub fn download_all(
                         other => other,
                     })?;
                     fetched.fetch_add(1, Ordering::Relaxed);
-                    cache.commit(&p.sha256)
+                    let path = cache.commit(&p.sha256)?;
+                    reporter.step(&format!(
+                        "fetched {} {} {} ({} bytes)",
+                        p.name, p.version, p.arch, p.size
+                    ));
+                    Ok(path)
                 })();
                 if result.is_err() {
                     failed.store(true, Ordering::SeqCst);
