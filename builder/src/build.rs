@@ -5,8 +5,8 @@ use crate::http::{Cache, Http};
 use crate::spec::Spec;
 use crate::{Error, Result};
 use ferry_bundle::{
-    write_bundle, BundleContents, Compression, FileEntry, Manifest, Package, Reporter, Role, Step,
-    Target, Timestamp, FORMAT,
+    write_bundle, BundleContents, Compression, FileEntry, Image, Manifest, Package, Reporter, Role,
+    Step, Target, Timestamp, FORMAT,
 };
 use ferry_keys::SecretKey;
 use sha2::{Digest, Sha256};
@@ -111,19 +111,12 @@ pub fn build(
     reporter: &dyn Reporter,
 ) -> Result<BuildOutput> {
     let mut packages_lock: Option<Lock> = None;
-    // 1. Capabilities that arrive with later versions fail before any work is done.
-    if !spec.images.is_empty() {
-        return Err(Error::Unsupported {
-            path: spec.path.clone(),
-            what: "fetching container images ([[image]])".into(),
-            help: "remove the [[image]] sections, or carry an image archive as a [[file]] entry for now".into(),
-        });
-    }
-
-    // 2. Packages: from the lockfile if there is one, else resolved now; then fetched.
+    // 1. Packages and images: from the lockfile if there is one, else resolved now;
+    //    then fetched into the cache, every byte checked against what was signed.
     let mut debs: Vec<(FileEntry, PathBuf)> = Vec::new();
+    let mut image_entries: Vec<Image> = Vec::new();
     let mut lock_used = None;
-    if !spec.packages.is_empty() {
+    if !spec.packages.is_empty() || !spec.images.is_empty() {
         let http = Http::new()?;
         let cache = Cache::open(&options.fetch.cache)?;
         let lock_path = Lock::path_for(&spec.path);
@@ -166,6 +159,18 @@ pub fn build(
                 },
                 path,
             ));
+        }
+        if !lock.images.is_empty() {
+            for (image, entry) in fetch_images(
+                &lock.images,
+                &options.fetch,
+                &cache,
+                options.created.unix(),
+                reporter,
+            )? {
+                image_entries.push(image);
+                debs.push(entry);
+            }
         }
         packages_lock = Some(lock);
     }
@@ -222,7 +227,7 @@ pub fn build(
         },
         files: files.iter().map(|(f, _)| f.clone()).collect(),
         packages,
-        images: vec![],
+        images: image_entries,
         steps,
         backups: spec.backups.clone(),
         notes: spec.notes.clone(),
@@ -260,6 +265,91 @@ pub fn build(
         size,
         lock: lock_used,
     })
+}
+
+/// Fetch the blobs of every locked image and write one archive per image into the cache;
+/// returns the manifest entry and the bundle file of each.
+fn fetch_images(
+    images: &[crate::oci::LockedImage],
+    fetch: &FetchOptions,
+    cache: &Cache,
+    mtime: u64,
+    reporter: &dyn Reporter,
+) -> Result<Vec<(Image, (FileEntry, PathBuf))>> {
+    use crate::oci::archive::{write_archive, ArchiveBlob, ImageArchive};
+    let registry = crate::oci::Registry::new(fetch.registries.clone())?;
+    let total: u64 = images.iter().map(|i| i.blob_bytes()).sum();
+    let done = std::sync::atomic::AtomicU64::new(0);
+    let fetched = registry.fetch_blobs(images, cache, &|n| {
+        let d = done.fetch_add(n, std::sync::atomic::Ordering::Relaxed) + n;
+        reporter.progress("pulling", d, total);
+    })?;
+    reporter.step(&format!(
+        "{} image(s): {fetched} blob(s) downloaded, the rest from the cache",
+        images.len()
+    ));
+    let mut out = Vec::new();
+    for image in images {
+        let mhex = image.digest.trim_start_matches("sha256:");
+        let manifest = match cache.lookup(mhex, 0).ok().flatten() {
+            Some(p) => std::fs::read(&p).map_err(|e| Error::io(&p, e))?,
+            None => {
+                let bytes = match std::fs::read(cache.path(mhex)) {
+                    Ok(b) if crate::http::sha256_hex(&b) == mhex => b,
+                    _ => registry.manifest_by_digest(image)?,
+                };
+                cache.store(mhex, &bytes)?;
+                bytes
+            }
+        };
+        let blob = |b: &crate::oci::LockedBlob| ArchiveBlob {
+            digest: b.digest.clone(),
+            path: cache.path(b.digest.trim_start_matches("sha256:")),
+            size: b.size,
+        };
+        let r = crate::oci::parse_reference(&image.canonical)?;
+        let short = if r.registry() == "docker.io" {
+            r.repository().trim_start_matches("library/").to_string()
+        } else {
+            format!("{}/{}", r.registry(), r.repository())
+        };
+        let tag = r.tag().map(String::from);
+        let archive = ImageArchive {
+            reference: &image.canonical,
+            repo_tag: tag.as_ref().map(|t| format!("{short}:{t}")),
+            tag: tag.clone(),
+            manifest: &manifest,
+            manifest_media_type: &image.media_type,
+            manifest_digest: &image.digest,
+            config: blob(&image.config),
+            layers: image.layers.iter().map(blob).collect(),
+        };
+        let partial = cache.partial(&format!("image-{mhex}.tar"));
+        write_archive(&archive, &partial, mtime)?;
+        let (size, sha256, _) = hash_file(&partial)?;
+        let stored = cache.path(&sha256);
+        std::fs::rename(&partial, &stored).map_err(|e| Error::io(&stored, e))?;
+        let path = image.bundle_path();
+        out.push((
+            Image {
+                reference: image.canonical.clone(),
+                digest: image.digest.clone(),
+                platform: image.platform.clone(),
+                file: path.clone(),
+                format: "docker-archive+oci".into(),
+            },
+            (
+                FileEntry {
+                    path,
+                    size,
+                    sha256,
+                    mode: "0644".into(),
+                },
+                stored,
+            ),
+        ));
+    }
+    Ok(out)
 }
 
 /// Size, SHA-256 and executable bit of a file, streamed.

@@ -36,6 +36,10 @@ pub enum Error {
     #[error("{url}: {message}")]
     Download { url: String, message: String },
 
+    /// A container image could not be resolved or fetched.
+    #[error("image {reference}: {message}")]
+    Image { reference: String, message: String },
+
     /// Package selection or dependency resolution failed.
     #[error("{0}")]
     Resolve(String),

@@ -32,6 +32,47 @@ pub struct FetchOptions {
     pub allow_unsigned: Vec<String>,
     /// Accept expired Release files.
     pub allow_expired_release: bool,
+    /// How to reach container registries.
+    pub registries: crate::oci::RegistryOptions,
+}
+
+/// Docker's name for a dpkg architecture.
+pub fn oci_arch(dpkg_arch: &str) -> String {
+    match dpkg_arch {
+        "armhf" => "arm/v7".into(),
+        "armel" => "arm/v5".into(),
+        "i386" => "386".into(),
+        "ppc64el" => "ppc64le".into(),
+        other => other.into(),
+    }
+}
+
+/// Resolve the spec's images (manifests only; raw manifests go into the cache).
+pub fn resolve_images(
+    spec: &Spec,
+    options: &FetchOptions,
+    cache: &Cache,
+    reporter: &dyn Reporter,
+) -> Result<Vec<crate::oci::LockedImage>> {
+    if spec.images.is_empty() {
+        return Ok(vec![]);
+    }
+    let registry = crate::oci::Registry::new(options.registries.clone())?;
+    let mut out = Vec::new();
+    for req in &spec.images {
+        let platform = req
+            .platform
+            .clone()
+            .unwrap_or_else(|| format!("linux/{}", oci_arch(&spec.target.arch)));
+        reporter.step(&format!(
+            "image {}: resolving for {platform}",
+            req.reference
+        ));
+        let (locked, manifest) = registry.resolve(&req.reference, &platform)?;
+        cache.store(locked.digest.trim_start_matches("sha256:"), &manifest)?;
+        out.push(locked);
+    }
+    Ok(out)
 }
 
 /// The lockfile: exactly what a build fetches.
@@ -53,6 +94,9 @@ pub struct Lock {
     /// Every package to fetch.
     #[serde(default, rename = "package")]
     pub packages: Vec<LockedPackage>,
+    /// Every container image, resolved to one platform's manifest.
+    #[serde(default, rename = "image")]
+    pub images: Vec<crate::oci::LockedImage>,
 }
 
 /// A repository in the lockfile.
@@ -270,7 +314,9 @@ pub fn resolve(
         })
         .collect();
     packages.sort_by(|a, b| (&a.name, &a.version).cmp(&(&b.name, &b.version)));
+    let images = resolve_images(spec, options, cache, reporter)?;
     Ok(Lock {
+        images,
         version: 1,
         spec_sha256: file_sha256(&spec.path)?,
         inventory_sha256,

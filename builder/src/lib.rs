@@ -10,6 +10,7 @@ mod error;
 pub mod fetch;
 pub mod http;
 pub mod keyfile;
+pub mod oci;
 pub mod spec;
 
 pub use error::{Error, Result};

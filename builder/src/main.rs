@@ -85,17 +85,34 @@ struct FetchArgs {
     /// Accept a Release file whose Valid-Until has passed.
     #[arg(long)]
     allow_expired_release: bool,
+    /// Credentials for a container registry (repeatable); otherwise ~/.docker/config.json.
+    #[arg(long = "registry-auth", value_name = "HOST=USER:PASS")]
+    registry_auth: Vec<String>,
+    /// A container registry that speaks plain HTTP (repeatable).
+    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
+    insecure_registry: Vec<String>,
 }
 
 impl FetchArgs {
-    fn options(&self) -> FetchOptions {
-        FetchOptions {
+    fn options(&self) -> anyhow::Result<FetchOptions> {
+        let mut auth = std::collections::BTreeMap::new();
+        for a in &self.registry_auth {
+            let (host, creds) = ferry_builder::oci::parse_registry_auth(a)?;
+            auth.insert(host, creds);
+        }
+        Ok(FetchOptions {
             jobs: self.jobs as usize,
             cache: self.cache.clone().unwrap_or_else(Cache::default_dir),
             inventory: self.inventory.clone(),
             allow_unsigned: self.allow_unsigned.clone(),
             allow_expired_release: self.allow_expired_release,
-        }
+            registries: ferry_builder::oci::RegistryOptions {
+                insecure: self.insecure_registry.clone(),
+                auth,
+                docker_config: None,
+                jobs: self.jobs as usize,
+            },
+        })
     }
 }
 
@@ -264,7 +281,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Resolve(args) => {
             let spec = Spec::load(&args.spec)?;
-            let options = args.fetch.options();
+            let options = args.fetch.options()?;
             let http = Http::new()?;
             let cache = Cache::open(&options.cache)?;
             let now = ferry_bundle::Timestamp::now().unix() as i64;
@@ -288,7 +305,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 },
                 split: args.split.as_deref().map(parse_size).transpose()?,
                 created: build_time()?,
-                fetch: args.fetch.options(),
+                fetch: args.fetch.options()?,
             };
             let out = build(&spec, &key, &args.out, &options, &reporter)?;
             if args.json {
