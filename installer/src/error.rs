@@ -53,6 +53,45 @@ pub enum Error {
     #[error("cannot determine the native dpkg architecture of {root}: {message}\nhelp: install dpkg on this machine (Debian package dpkg), or take the inventory on the target host itself")]
     NativeArch { root: PathBuf, message: String },
 
+    /// A program a command needs is not on `PATH`.
+    #[error("{program} not found on PATH; it is needed {purpose}\nhelp: install the Debian package {package}")]
+    ToolMissing {
+        program: String,
+        package: String,
+        purpose: String,
+    },
+
+    /// `images load` found neither docker nor podman.
+    #[error("no container runtime found: neither docker nor podman is on PATH\nhelp: install the Debian package docker.io or podman, or push the images to a registry with `ferry-install images push`")]
+    NoRuntime,
+
+    /// An external program (docker, podman, skopeo) failed.
+    #[error("{what} failed: `{command}` ended with {status}\n{detail}\nhelp: {help}")]
+    Command {
+        what: String,
+        command: String,
+        status: String,
+        detail: String,
+        help: String,
+    },
+
+    /// The registry holds another manifest than the one the bundle records.
+    #[error("{reference}: the registry reports digest {found} for {destination}, but the bundle records {expected}\nhelp: the registry now holds that other manifest under {destination}; the image changed on its way there. Check that nothing else pushes to {destination}, and that the bundle's image archive carries its original manifest (format docker-archive+oci)")]
+    DigestMismatch {
+        reference: String,
+        destination: String,
+        expected: String,
+        found: String,
+    },
+
+    /// An image entry of a verified manifest cannot be handled.
+    #[error("{file}: {message}")]
+    Image { file: String, message: String },
+
+    /// A bad command-line value the argument parser could not check (exit code 2).
+    #[error("{0}")]
+    Usage(String),
+
     /// A local file could not be read or written.
     #[error("{path}: {source}")]
     Io {
@@ -75,6 +114,7 @@ impl Error {
         match self {
             Error::Bundle(e) if e.is_verification_failure() => 3,
             Error::Trust { .. } | Error::Signature { .. } => 3,
+            Error::Usage(_) => 2,
             _ => 1,
         }
     }

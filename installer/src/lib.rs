@@ -7,6 +7,7 @@
 pub mod config;
 mod error;
 pub mod host;
+pub mod images;
 pub mod inventory;
 pub mod state;
 pub mod verify;

@@ -1,9 +1,12 @@
 //! `ferry-install`: the air-gapped-side command. Parses arguments and calls the library.
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use ferry_bundle::{read_manifest, BundleSource, Reporter, TermReporter, UnverifiedBundle};
 use ferry_installer::config::Config;
 use ferry_installer::host::Host;
+use ferry_installer::images::{
+    load_images, parse_registry, push_images, Credentials, ImagesReport, PushOptions, Runtime,
+};
 use ferry_installer::inventory::{dpkg_configure_command, take_inventory};
 use ferry_installer::state::write_atomic;
 use ferry_installer::verify::{verify_bundle, VerifyRequest};
@@ -55,6 +58,49 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Load a bundle's container images into docker/podman, or push them to a registry.
+    #[command(subcommand)]
+    Images(ImagesCommand),
+}
+
+#[derive(Subcommand)]
+enum ImagesCommand {
+    /// Verify the bundle, then stream each image from the verified copy into `docker load`
+    /// (or `podman load`).
+    Load {
+        #[command(flatten)]
+        verify: VerifyArgs,
+        /// Container runtime to load into (default: docker if on PATH, else podman).
+        #[arg(long, value_enum)]
+        runtime: Option<RuntimeArg>,
+    },
+    /// Verify the bundle, then copy each image from the verified copy into a registry with
+    /// skopeo, keeping its digest, and check the digest the registry reports.
+    Push {
+        #[command(flatten)]
+        verify: VerifyArgs,
+        /// Destination registry.
+        #[arg(long, value_name = "HOST:PORT", value_parser = parse_registry)]
+        registry: String,
+        /// Plain HTTP or an unverified certificate for the registry.
+        #[arg(long)]
+        insecure: bool,
+        /// Registry credentials (prefer the environment variable: a command line is
+        /// visible to other users of the host). Never printed.
+        #[arg(
+            long,
+            value_name = "USER:PASS",
+            env = "FERRY_DEST_CREDS",
+            hide_env_values = true
+        )]
+        dest_creds: Option<String>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum RuntimeArg {
+    Docker,
+    Podman,
 }
 
 #[derive(Args)]
@@ -115,18 +161,24 @@ fn exit_code(err: &anyhow::Error) -> u8 {
     1
 }
 
+impl VerifyArgs {
+    fn request(&self) -> VerifyRequest {
+        VerifyRequest {
+            trust: self.trust.clone(),
+            signatures: self.signatures.clone(),
+            threshold: self.threshold.map(|n| n as usize),
+            allow_replay: self.allow_replay,
+        }
+    }
+}
+
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let reporter = TermReporter::new(cli.quiet);
     let host = Host::new(&cli.root);
     match cli.command {
         Command::Verify(args) => {
             let config = Config::load(&host, cli.config.as_deref())?;
-            let request = VerifyRequest {
-                trust: args.trust,
-                signatures: args.signatures,
-                threshold: args.threshold.map(|n| n as usize),
-                allow_replay: args.allow_replay,
-            };
+            let request = args.request();
             let report = verify_bundle(&host, &config, &args.bundle, &request, None, &reporter)?;
             let m = &report.unverified.manifest;
             if args.json {
@@ -232,6 +284,44 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 );
             }
         }
+        Command::Images(ImagesCommand::Load { verify, runtime }) => {
+            let config = Config::load(&host, cli.config.as_deref())?;
+            let runtime = runtime.map(|r| match r {
+                RuntimeArg::Docker => Runtime::Docker,
+                RuntimeArg::Podman => Runtime::Podman,
+            });
+            let report = load_images(
+                &host,
+                &config,
+                &verify.bundle,
+                &verify.request(),
+                runtime,
+                &reporter,
+            )?;
+            print_images(&report, &verify, cli.quiet, "load")?;
+        }
+        Command::Images(ImagesCommand::Push {
+            verify,
+            registry,
+            insecure,
+            dest_creds,
+        }) => {
+            let config = Config::load(&host, cli.config.as_deref())?;
+            let options = PushOptions {
+                registry,
+                insecure,
+                credentials: dest_creds.as_deref().map(Credentials::parse).transpose()?,
+            };
+            let report = push_images(
+                &host,
+                &config,
+                &verify.bundle,
+                &verify.request(),
+                &options,
+                &reporter,
+            )?;
+            print_images(&report, &verify, cli.quiet, "push")?;
+        }
         Command::Inspect { bundle, json } => {
             let source = BundleSource::open(&bundle)?;
             let head = read_manifest(&source)?;
@@ -243,6 +333,57 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `images load|push` output: a JSON list of `{reference, digest, file, result,
+/// destination}` with `--json`, one line per image otherwise.
+fn print_images(
+    report: &ImagesReport,
+    args: &VerifyArgs,
+    quiet: bool,
+    verb: &str,
+) -> anyhow::Result<()> {
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report.images)?);
+        return Ok(());
+    }
+    if quiet {
+        return Ok(());
+    }
+    if report.images.is_empty() {
+        println!(
+            "OK: {} verified; bundle {} carries no container images, nothing to {verb}",
+            args.bundle.display(),
+            report.name
+        );
+        return Ok(());
+    }
+    let tool = report
+        .tool
+        .as_deref()
+        .map_or_else(String::new, |t| format!(" with {}", t.display()));
+    println!(
+        "OK: {} verified; {} image(s) {}{tool}",
+        args.bundle.display(),
+        report.images.len(),
+        if verb == "load" { "loaded" } else { "pushed" }
+    );
+    for i in &report.images {
+        if verb == "load" {
+            let names = if i.destination.is_empty() {
+                "(no name reported)"
+            } else {
+                &i.destination
+            };
+            println!("  {} {} -> {names}", i.reference, i.digest);
+        } else {
+            println!(
+                "  {} -> {} (registry digest {} matches the bundle)",
+                i.reference, i.destination, i.digest
+            );
+        }
+    }
+    Ok(())
 }
 
 fn join<T: ToString>(items: &[T]) -> String {
