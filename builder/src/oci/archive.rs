@@ -3,7 +3,9 @@
 //! `blobs/sha256/...` holding the registry's blobs unchanged, the raw manifest bytes
 //! included so digests survive) plus the legacy `manifest.json` and `repositories`, so
 //! `docker load` (old and new), `podman load` and `skopeo` (`docker-archive:` and
-//! `oci-archive:`) all accept it. Deterministic: sorted, fixed mtime, uid/gid 0.
+//! `oci-archive:`) all accept it. Only `oci-archive:` keeps the registry's manifest and
+//! so its digest: skopeo's `docker-archive:` reader synthesises a new manifest from
+//! `manifest.json`. Deterministic: sorted, fixed mtime, uid/gid 0.
 
 use crate::{Error, Result};
 use serde_json::json;
