@@ -5,6 +5,8 @@
 pub mod apt_repo;
 pub mod forge;
 pub mod http;
+pub mod oci_image;
+pub mod registry;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
