@@ -2,6 +2,7 @@
 
 mod apt;
 mod hostile;
+mod images;
 mod interop;
 mod properties;
 mod roundtrip;
