@@ -240,7 +240,9 @@ pub fn resolve(
         ),
         None => (Baseline::essential(&universe), None),
     };
-    reporter.step(&format!("baseline: {}", baseline.source));
+    if !spec.packages.is_empty() {
+        reporter.step(&format!("baseline: {}", baseline.source));
+    }
 
     // 3. Requested packages, then their closure.
     let mut resolver = Resolver::new(&universe, baseline);
