@@ -3,6 +3,7 @@
 //! made on purpose. Everything runs for real on this machine; nothing is mocked.
 
 pub mod apt_repo;
+pub mod bench;
 pub mod forge;
 pub mod http;
 pub mod oci_image;

@@ -11,8 +11,9 @@
 //! `FERRY_BENCH_JOBS` (unset: ferry-build's default `--jobs`).
 
 use ferry_tests::apt_repo::{filler_sized, AptGet, AptRepo};
+use ferry_tests::bench::{check, env_number, ferry_build_path, median, secs, Failure, Result};
 use ferry_tests::http::Server;
-use ferry_tests::{run_in, Run, TestDir};
+use ferry_tests::{run_in, TestDir};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -21,11 +22,6 @@ use std::time::{Duration, Instant};
 /// The ratio ferry-cold / apt(update + download) to reach.
 const TARGET: f64 = 0.35;
 
-/// A command failed: the message to print before exiting non-zero.
-struct Failure(String);
-
-type Result<T> = std::result::Result<T, Failure>;
-
 fn main() -> ExitCode {
     match bench() {
         Ok(()) => ExitCode::SUCCESS,
@@ -33,62 +29,6 @@ fn main() -> ExitCode {
             eprintln!("apt-bench: {message}");
             ExitCode::FAILURE
         }
-    }
-}
-
-fn env_number(name: &str, default: u64, min: u64) -> Result<u64> {
-    match std::env::var(name) {
-        Err(_) => Ok(default),
-        Ok(v) => match v.trim().parse::<u64>() {
-            Ok(n) if n >= min => Ok(n),
-            _ => Err(Failure(format!(
-                "{name} must be an integer >= {min} (got {v:?})"
-            ))),
-        },
-    }
-}
-
-/// `FERRY_BUILD`, else `ferry-build` in this executable's directory.
-fn ferry_build_path() -> Result<PathBuf> {
-    let path = match std::env::var_os("FERRY_BUILD").filter(|v| !v.is_empty()) {
-        Some(p) => PathBuf::from(p),
-        None => std::env::current_exe()
-            .map_err(|e| Failure(format!("cannot find this executable: {e}")))?
-            .parent()
-            .map(|d| d.join("ferry-build"))
-            .ok_or_else(|| Failure("this executable has no directory".into()))?,
-    };
-    if !path.is_file() {
-        return Err(Failure(format!(
-            "{} is missing: run `cargo build --release -p ferry-builder` (bench/apt.sh does), or set FERRY_BUILD",
-            path.display()
-        )));
-    }
-    std::fs::canonicalize(&path).map_err(|e| Failure(format!("{}: {e}", path.display())))
-}
-
-fn check(what: &str, run: Run) -> Result<Run> {
-    if run.code == 0 {
-        return Ok(run);
-    }
-    Err(Failure(format!(
-        "{what} failed with exit code {}\nstdout:\n{}\nstderr:\n{}",
-        run.code, run.stdout, run.stderr
-    )))
-}
-
-fn secs(d: Duration) -> f64 {
-    d.as_secs_f64()
-}
-
-fn median(values: &[f64]) -> f64 {
-    let mut v = values.to_vec();
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
     }
 }
 
