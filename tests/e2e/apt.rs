@@ -72,11 +72,19 @@ fn env(dir: &TestDir) -> Vec<(String, String)> {
             "XDG_CACHE_HOME".into(),
             dir.join("xdg").to_string_lossy().into_owned(),
         ),
-        (
-            "SOURCE_DATE_EPOCH".into(),
-            ferry_tests::apt_repo::unix_now().to_string(),
-        ),
+        ("SOURCE_DATE_EPOCH".into(), epoch(dir)),
     ]
+}
+
+/// One build time per test directory, so rebuilds are byte-identical.
+fn epoch(dir: &TestDir) -> String {
+    let path = dir.join("source-date-epoch");
+    if let Ok(v) = std::fs::read_to_string(&path) {
+        return v;
+    }
+    let v = ferry_tests::apt_repo::unix_now().to_string();
+    std::fs::write(&path, &v).unwrap();
+    v
 }
 
 fn build_cmd(dir: &TestDir, args: &[&str]) -> Run {
