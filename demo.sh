@@ -9,7 +9,7 @@ say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 
 say "building ferry-build and ferry-install"
 cargo build --quiet --locked -p ferry-builder -p ferry-installer
-bin="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys;print(json.load(sys.stdin)["target_directory"])')/debug"
+bin="$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')/debug"
 
 work="$(mktemp -d /tmp/ferry-demo.XXXXXX)"
 trap 'rm -rf "$work"' EXIT
@@ -72,10 +72,10 @@ say "ferry-install verify with a 2-of-2 threshold"
 
 say "a tampered bundle: one byte flipped in the middle of part .001"
 cp -r media tampered
-python3 - <<'PY'
-p = "tampered/demo-5.2.5-debian-bookworm-amd64.ferry.tar.gz.001"
-b = bytearray(open(p, "rb").read()); b[len(b) // 2] ^= 0x01; open(p, "wb").write(b)
-PY
+part=tampered/demo-5.2.5-debian-bookworm-amd64.ferry.tar.gz.001
+offset=$(( $(stat -c %s "$part") / 2 ))
+byte=$(od -An -tu1 -j "$offset" -N1 "$part" | tr -d ' ')
+printf "$(printf '\\%03o' $(( byte ^ 1 )))" | dd of="$part" bs=1 seek="$offset" conv=notrunc status=none
 set +e
 "$bin/ferry-install" verify tampered/demo-5.2.5-debian-bookworm-amd64.ferry.tar.gz.000 --trust trusted
 code=$?
