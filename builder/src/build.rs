@@ -291,13 +291,11 @@ fn fetch_images(
     let mut out = Vec::new();
     for image in images {
         let mhex = image.digest.trim_start_matches("sha256:");
-        let manifest = match cache.lookup(mhex, 0).ok().flatten() {
-            Some(p) => std::fs::read(&p).map_err(|e| Error::io(&p, e))?,
-            None => {
-                let bytes = match std::fs::read(cache.path(mhex)) {
-                    Ok(b) if crate::http::sha256_hex(&b) == mhex => b,
-                    _ => registry.manifest_by_digest(image)?,
-                };
+        // The raw manifest was cached under its digest at resolve time.
+        let manifest = match std::fs::read(cache.path(mhex)) {
+            Ok(bytes) if crate::http::sha256_hex(&bytes) == mhex => bytes,
+            _ => {
+                let bytes = registry.manifest_by_digest(image)?;
                 cache.store(mhex, &bytes)?;
                 bytes
             }

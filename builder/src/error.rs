@@ -20,14 +20,6 @@ pub enum Error {
         message: String,
     },
 
-    /// The spec uses a capability this build of ferry-build does not have.
-    #[error("{path}: {what} is not supported by this ferry-build yet\nhelp: {help}")]
-    Unsupported {
-        path: PathBuf,
-        what: String,
-        help: String,
-    },
-
     /// A repository could not be trusted or read.
     #[error("repository {repo}: {message}")]
     Repository { repo: String, message: String },

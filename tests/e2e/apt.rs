@@ -5,7 +5,6 @@ use ferry_tests::apt_repo::{AptGet, AptRepo, DebSpec, Key, SignatureFault};
 use ferry_tests::http::{Fault, Server};
 use ferry_tests::{ferry_build, ferry_install, Run, TestDir};
 use std::collections::BTreeMap;
-use std::path::Path;
 
 /// The packages every test repository carries: Pre-Depends, alternatives, a virtual
 /// package, `Architecture: all`, an epoch and a `~` version.
@@ -560,5 +559,4 @@ fn jq_from_the_debian_mirror() {
         ],
     )
     .ok();
-    let _ = Path::new("");
 }

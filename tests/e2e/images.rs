@@ -348,3 +348,38 @@ fn a_build_from_the_lock_pulls_by_digest_after_the_tag_moved() {
     let m = manifest(&s, &bundle_of(&build(&s, &host, &[]).ok()));
     assert_eq!(m["images"][0]["digest"], s.digests[0].as_str());
 }
+
+#[test]
+fn a_build_from_lock_and_warm_cache_makes_no_registry_request() {
+    let s = setup(Registry::start());
+    let direct = s.registry.host();
+    let proxy = CorruptingProxy::start(&direct);
+    let host = proxy.host();
+    // Warm the cache from the registry directly (blobs are content-addressed)...
+    spec(&s, &direct, &[(TestImages::A, None)]);
+    build(&s, &direct, &[]).ok();
+    // ...then lock the same image through the proxy (manifests only, never corrupted).
+    spec(&s, &host, &[(TestImages::A, None)]);
+    ferry_build(
+        s.dir.path(),
+        &[
+            "resolve",
+            "--spec",
+            "spec.toml",
+            "--cache",
+            "cache",
+            "--insecure-registry",
+            &host,
+        ],
+        &[],
+    )
+    .ok();
+    let before = proxy.requests().len();
+    let run = build(&s, &host, &[]).ok();
+    assert!(
+        run.stderr.contains("0 blob(s) downloaded"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(proxy.requests().len(), before, "{:#?}", proxy.requests());
+}
