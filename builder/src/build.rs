@@ -9,8 +9,6 @@ use ferry_bundle::{
     Step, Target, Timestamp, FORMAT,
 };
 use ferry_keys::SecretKey;
-use sha2::{Digest, Sha256};
-use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -257,7 +255,7 @@ pub fn build(
         },
         reporter,
     )?;
-    let (sha256, size) = hash_parts(&written)?;
+    let (sha256, size) = crate::http::hash_files(&written)?;
     Ok(BuildOutput {
         files: written,
         manifest,
@@ -352,42 +350,9 @@ fn fetch_images(
 
 /// Size, SHA-256 and executable bit of a file, streamed.
 pub fn hash_file(path: &Path) -> Result<(u64, String, bool)> {
-    let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let meta = file.metadata().map_err(|e| Error::io(path, e))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut size = 0u64;
-    loop {
-        let n = file.read(&mut buf).map_err(|e| Error::io(path, e))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        size += n as u64;
-    }
-    Ok((
-        size,
-        hex::encode(hasher.finalize()),
-        meta.permissions().mode() & 0o111 != 0,
-    ))
-}
-
-fn hash_parts(parts: &[PathBuf]) -> Result<(String, u64)> {
-    let mut hasher = Sha256::new();
-    let mut size = 0;
-    let mut buf = vec![0u8; 1 << 20];
-    for part in parts {
-        let mut file = std::fs::File::open(part).map_err(|e| Error::io(part, e))?;
-        loop {
-            let n = file.read(&mut buf).map_err(|e| Error::io(part, e))?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-            size += n as u64;
-        }
-    }
-    Ok((hex::encode(hasher.finalize()), size))
+    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+    let (sha256, size) = crate::http::hash_files(&[path.to_path_buf()])?;
+    Ok((size, sha256, meta.permissions().mode() & 0o111 != 0))
 }
 
 /// Parse a size like `700M`, `4G`, `1.5G`, `650MiB` or `1000000`.

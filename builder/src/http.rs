@@ -308,17 +308,26 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 
 /// SHA-256 of a file, streamed, lower-case hex.
 pub fn hash_file(path: &Path) -> Result<String> {
-    let mut f = File::open(path).map_err(|e| Error::io(path, e))?;
+    hash_files(&[path.to_path_buf()]).map(|(hex, _)| hex)
+}
+
+/// SHA-256 and total size of files read one after the other (a bundle's parts), streamed.
+pub fn hash_files(paths: &[PathBuf]) -> Result<(String, u64)> {
     let mut h = Sha256::new();
+    let mut size = 0u64;
     let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf).map_err(|e| Error::io(path, e))?;
-        if n == 0 {
-            break;
+    for path in paths {
+        let mut f = File::open(path).map_err(|e| Error::io(path, e))?;
+        loop {
+            let n = f.read(&mut buf).map_err(|e| Error::io(path, e))?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+            size += n as u64;
         }
-        h.update(&buf[..n]);
     }
-    Ok(hex::encode(h.finalize()))
+    Ok((hex::encode(h.finalize()), size))
 }
 
 /// The content-addressed download cache: `<root>/sha256/<hex>`, partials beside it.
