@@ -470,23 +470,30 @@ pub fn download_all(
             });
         }
     });
+    // Report the failure that stopped the downloads, not a package it kept from starting.
+    let results = results.into_inner().expect("results lock");
     let mut out = Vec::new();
-    for (i, r) in results
-        .into_inner()
-        .expect("results lock")
-        .into_iter()
-        .enumerate()
-    {
+    let mut first_error = None;
+    let mut skipped = None;
+    for (i, r) in results.into_iter().enumerate() {
         match r {
             Some(Ok(p)) => out.push(p),
-            Some(Err(e)) => return Err(e),
+            Some(Err(e)) => {
+                first_error.get_or_insert(e);
+            }
             None => {
-                return Err(Error::Usage(format!(
-                    "download of {} was not attempted because another download failed",
-                    lock.packages[i].name
-                )))
+                skipped.get_or_insert(i);
             }
         }
+    }
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    if let Some(i) = skipped {
+        return Err(Error::Usage(format!(
+            "download of {} was not attempted",
+            lock.packages[i].name
+        )));
     }
     reporter.step(&format!(
         "{} package(s): {} downloaded, {} from the cache",
