@@ -88,6 +88,10 @@ pub enum Error {
     #[error("{file}: {message}")]
     Image { file: String, message: String },
 
+    /// `plan` found the host unfit; the failures were reported with the plan (exit code 4).
+    #[error("preflight failed: {failures} check(s) failed; nothing was touched")]
+    Preflight { failures: usize },
+
     /// A bad command-line value the argument parser could not check (exit code 2).
     #[error("{0}")]
     Usage(String),
@@ -115,6 +119,7 @@ impl Error {
             Error::Bundle(e) if e.is_verification_failure() => 3,
             Error::Trust { .. } | Error::Signature { .. } => 3,
             Error::Usage(_) => 2,
+            Error::Preflight { .. } => 4,
             _ => 1,
         }
     }

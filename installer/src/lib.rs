@@ -9,6 +9,7 @@ mod error;
 pub mod host;
 pub mod images;
 pub mod inventory;
+pub mod plan;
 pub mod state;
 pub mod verify;
 

@@ -8,6 +8,7 @@ use ferry_installer::images::{
     load_images, parse_registry, push_images, Credentials, ImagesReport, PushOptions, Runtime,
 };
 use ferry_installer::inventory::{dpkg_configure_command, take_inventory};
+use ferry_installer::plan::{plan_bundle, Plan};
 use ferry_installer::state::write_atomic;
 use ferry_installer::verify::{verify_bundle, VerifyRequest};
 use std::path::PathBuf;
@@ -57,6 +58,15 @@ enum Command {
         /// With --out, print the summary as JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Verify a bundle, show what applying it would change here, and run the preflight
+    /// checks (exit code 4 when one fails); writes nothing.
+    Plan {
+        #[command(flatten)]
+        verify: VerifyArgs,
+        /// Only these steps (comma-separated component names).
+        #[arg(long, value_delimiter = ',', value_name = "A,B")]
+        components: Option<Vec<String>>,
     },
     /// Load a bundle's container images into docker/podman, or push them to a registry.
     #[command(subcommand)]
@@ -322,6 +332,29 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             )?;
             print_images(&report, &verify, cli.quiet, "push")?;
         }
+        Command::Plan { verify, components } => {
+            let config = Config::load(&host, cli.config.as_deref())?;
+            let plan = plan_bundle(
+                &host,
+                &config,
+                &verify.bundle,
+                &verify.request(),
+                components.as_deref(),
+                std::env::var_os("PATH"),
+                &reporter,
+            )?;
+            if verify.json {
+                println!("{}", serde_json::to_string_pretty(&plan)?);
+            } else if !cli.quiet || !plan.preflight.ok {
+                print_plan(&plan);
+            }
+            if !plan.preflight.ok {
+                return Err(ferry_installer::Error::Preflight {
+                    failures: plan.preflight.failures.len(),
+                }
+                .into());
+            }
+        }
         Command::Inspect { bundle, json } => {
             let source = BundleSource::open(&bundle)?;
             let head = read_manifest(&source)?;
@@ -384,6 +417,56 @@ fn print_images(
         }
     }
     Ok(())
+}
+
+fn print_plan(plan: &Plan) {
+    println!("plan for {} ({})", plan.name, plan.bundle.display());
+    println!(
+        "  target {} {} {}; this host {} {} {}",
+        plan.target.distro,
+        plan.target.codename,
+        plan.target.arch,
+        plan.host.distro,
+        plan.host.codename,
+        plan.host.arch
+    );
+    for (n, step) in plan.steps.iter().enumerate() {
+        println!("step {} {}: {}", n + 1, step.component, step.reason);
+        for p in &step.packages {
+            println!(
+                "  {:<9} {} {} -> {} ({})",
+                p.change,
+                p.name,
+                p.from.as_deref().unwrap_or("not installed"),
+                p.to,
+                p.role
+            );
+        }
+    }
+    if !plan.images.is_empty() {
+        println!("images");
+        for i in &plan.images {
+            println!("  {} {} ({} bytes)", i.reference, i.digest, i.size);
+        }
+    }
+    if !plan.backups.is_empty() {
+        println!("backups");
+        for b in &plan.backups {
+            let what = b.config.clone().unwrap_or_else(|| b.paths.join(" "));
+            println!("  {} {what}", b.kind);
+        }
+    }
+    for note in &plan.notes {
+        println!("note: {note}");
+    }
+    if plan.preflight.ok {
+        println!("preflight: OK");
+    } else {
+        println!("preflight: {} failure(s)", plan.preflight.failures.len());
+        for f in &plan.preflight.failures {
+            println!("  [{}] {}\n    help: {}", f.check, f.message, f.help);
+        }
+    }
 }
 
 fn join<T: ToString>(items: &[T]) -> String {
