@@ -92,6 +92,14 @@ pub enum Error {
     #[error("preflight failed: {failures} check(s) failed; nothing was touched")]
     Preflight { failures: usize },
 
+    /// A backup set could not be made, read or restored from.
+    #[error("{path}: {message}\nhelp: {help}")]
+    Backup {
+        path: PathBuf,
+        message: String,
+        help: String,
+    },
+
     /// A bad command-line value the argument parser could not check (exit code 2).
     #[error("{0}")]
     Usage(String),

@@ -4,6 +4,7 @@
 //! and acts on the host only through [`host::Host`], so every path honours `--root`.
 //! It has no outbound network code and links no TLS stack.
 
+pub mod backup;
 pub mod config;
 mod error;
 pub mod host;

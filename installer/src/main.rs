@@ -2,6 +2,7 @@
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use ferry_bundle::{read_manifest, BundleSource, Reporter, TermReporter, UnverifiedBundle};
+use ferry_installer::backup::{list_sets, BACKUP_DIR};
 use ferry_installer::config::Config;
 use ferry_installer::host::Host;
 use ferry_installer::images::{
@@ -71,6 +72,19 @@ enum Command {
     /// Load a bundle's container images into docker/podman, or push them to a registry.
     #[command(subcommand)]
     Images(ImagesCommand),
+    /// Backup sets under /var/backups/ferry.
+    #[command(subcommand)]
+    Backup(BackupCommand),
+}
+
+#[derive(Subcommand)]
+enum BackupCommand {
+    /// List backup sets (id, complete or INCOMPLETE, items, size); reads only.
+    List {
+        /// Print the sets as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -353,6 +367,25 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     failures: plan.preflight.failures.len(),
                 }
                 .into());
+            }
+        }
+        Command::Backup(BackupCommand::List { json }) => {
+            let sets = list_sets(&host, None)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&sets)?);
+            } else if sets.is_empty() {
+                if !cli.quiet {
+                    println!("no backup sets in {}", host.path(BACKUP_DIR).display());
+                }
+            } else {
+                println!(
+                    "{:<40} {:<10} {:>6} {:>12}",
+                    "ID", "STATUS", "ITEMS", "BYTES"
+                );
+                for s in &sets {
+                    let status = if s.complete { "complete" } else { "INCOMPLETE" };
+                    println!("{:<40} {status:<10} {:>6} {:>12}", s.id, s.items, s.size);
+                }
             }
         }
         Command::Inspect { bundle, json } => {
