@@ -11,11 +11,9 @@
 //! skopeo, docker-registry and htpasswd are required: without them these tests fail and
 //! name the Debian package to install; they never skip.
 
-use ferry_bundle::{
-    write_bundle, BundleContents, Compression, FileEntry, Image, Manifest, NullReporter, Target,
-    Timestamp, WriteOptions, FORMAT,
-};
-use ferry_keys::SecretKey;
+mod support;
+
+use ferry_bundle::{FileEntry, Image, Manifest, Target, Timestamp, FORMAT};
 use sha2::{Digest, Sha256};
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
@@ -243,34 +241,8 @@ impl TestBundle {
             backups: vec![],
             notes: vec![],
         };
-        let key = SecretKey::generate();
-        let json = manifest.to_json();
-        let sig = key
-            .sign(&json, &manifest.trusted_comment(), "images test")
-            .unwrap();
-        let out = dir.path().join("out");
-        std::fs::create_dir_all(&out).unwrap();
-        let written = write_bundle(
-            &out,
-            &BundleContents {
-                manifest_json: &json,
-                signatures: &[sig],
-                sources: &sources,
-            },
-            WriteOptions {
-                compression: Compression::None,
-                split: None,
-            },
-            &NullReporter,
-        )
-        .unwrap();
-        let trust = dir.path().join("trusted.pub");
-        std::fs::write(&trust, key.public_key().to_file_string()).unwrap();
-        TestBundle {
-            bundle: written[0].clone(),
-            trust,
-            dir,
-        }
+        let (bundle, trust) = support::sign_and_write(dir.path(), &manifest, &sources);
+        TestBundle { bundle, trust, dir }
     }
 
     /// The test image under `format`, recorded with `digest`.

@@ -4,11 +4,11 @@
 //! directory of stand-in backup tools on `PATH` (empty scripts, never run: preflight
 //! only looks for them). Every run checks that nothing under the root changed.
 
+mod support;
+
 use ferry_bundle::{
-    write_bundle, Backup, BackupKind, BundleContents, Compression, FileEntry, Manifest,
-    NullReporter, Package, Role, Step, Target, Timestamp, WriteOptions, FORMAT,
+    Backup, BackupKind, FileEntry, Manifest, Package, Role, Step, Target, Timestamp, FORMAT,
 };
-use ferry_keys::SecretKey;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::os::fd::AsRawFd;
@@ -122,29 +122,7 @@ impl TestHost {
             });
         }
         manifest.files = files;
-        let key = SecretKey::generate();
-        let json = manifest.to_json();
-        let sig = key
-            .sign(&json, &manifest.trusted_comment(), "plan test")
-            .unwrap();
-        let out = dir.path().join("out");
-        std::fs::create_dir_all(&out).unwrap();
-        let written = write_bundle(
-            &out,
-            &BundleContents {
-                manifest_json: &json,
-                signatures: &[sig],
-                sources: &sources,
-            },
-            WriteOptions {
-                compression: Compression::None,
-                split: None,
-            },
-            &NullReporter,
-        )
-        .unwrap();
-        let trust = dir.path().join("trusted.pub");
-        std::fs::write(&trust, key.public_key().to_file_string()).unwrap();
+        let (bundle, trust) = support::sign_and_write(dir.path(), &manifest, &sources);
 
         let tools = dir.path().join("tools");
         std::fs::create_dir_all(&tools).unwrap();
@@ -155,7 +133,7 @@ impl TestHost {
         }
 
         let host = TestHost {
-            bundle: written[0].clone(),
+            bundle,
             trust,
             tools,
             dir,
