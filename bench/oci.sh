@@ -15,29 +15,9 @@
 set -euo pipefail
 export LC_ALL=C
 
-die() { echo "oci.sh: $*" >&2; exit 1; }
-log() { echo "== $*" >&2; }
-
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-[[ $TARGET_DIR = /* ]] || TARGET_DIR=$ROOT/$TARGET_DIR
+# shellcheck source=bench/run-bench.sh
+source "$(dirname "${BASH_SOURCE[0]}")/run-bench.sh"
 
 # The fixture serves the image with docker-registry and pushes it with skopeo, which is
 # also the baseline.
-for pair in docker-registry:docker-registry skopeo:skopeo; do
-    tool=${pair%%:*}
-    command -v "$tool" >/dev/null ||
-        die "$tool not found: install the Debian package ${pair#*:} (apt-get install ${pair#*:})"
-done
-
-if [[ ${FERRY_BENCH_NO_BUILD:-0} != 1 ]]; then
-    log "building release binaries"
-    (cd "$ROOT" && cargo build --release -p ferry-builder --bin ferry-build &&
-        cargo build --release -p ferry-tests --bin oci-bench)
-fi
-BUILD=$TARGET_DIR/release/ferry-build
-BENCH=$TARGET_DIR/release/oci-bench
-[[ -x $BUILD ]] || die "$BUILD not found (build it, or unset FERRY_BENCH_NO_BUILD)"
-[[ -x $BENCH ]] || die "$BENCH not found (build it, or unset FERRY_BENCH_NO_BUILD)"
-
-FERRY_BUILD=$BUILD exec "$BENCH"
+run_bench oci-bench docker-registry:docker-registry skopeo:skopeo
