@@ -5,12 +5,14 @@
 //! It has no outbound network code and links no TLS stack.
 
 pub mod backup;
+pub mod capture;
 pub mod config;
 mod error;
 pub mod host;
 pub mod images;
 pub mod inventory;
 pub mod plan;
+pub mod secret;
 pub mod state;
 pub mod verify;
 

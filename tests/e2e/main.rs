@@ -1,6 +1,9 @@
 //! End-to-end tests: the real binaries, real files, real `minisign`.
 
 mod apt;
+mod backup_db;
+mod backup_redis;
+mod capture;
 mod hostile;
 mod images;
 mod interop;

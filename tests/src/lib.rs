@@ -4,9 +4,13 @@
 
 pub mod apt_repo;
 pub mod bench;
+pub mod dpkg_root;
+pub mod fake_mongo;
 pub mod forge;
 pub mod http;
 pub mod oci_image;
+pub mod postgres_server;
+pub mod redis_server;
 pub mod registry;
 
 use std::collections::BTreeMap;

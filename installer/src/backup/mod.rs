@@ -9,6 +9,9 @@
 //! backing up; every host path goes through [`Host::path`].
 
 mod files;
+pub mod mongodb;
+pub mod postgres;
+pub mod redis;
 
 pub use files::FileItem;
 

@@ -1,0 +1,1 @@
+//! mongodb backups (being written).

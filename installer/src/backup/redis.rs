@@ -1,0 +1,1 @@
+//! redis backups (being written).

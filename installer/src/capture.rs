@@ -1,0 +1,1 @@
+//! Rollback packages captured before dpkg runs (being written).
