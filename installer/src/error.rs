@@ -100,6 +100,48 @@ pub enum Error {
         help: String,
     },
 
+    /// Not enough free space for what is about to be written (exit code 4: nothing was
+    /// written).
+    #[error("{path}: not enough free space: {what} need {:.1} MiB ({needed} bytes), {:.1} MiB ({available} bytes) available\nhelp: free at least {:.1} MiB there, or write elsewhere (--dest, or backup_dir in installer.toml)", *needed as f64 / 1048576.0, *available as f64 / 1048576.0, needed.saturating_sub(*available) as f64 / 1048576.0)]
+    NoSpace {
+        path: PathBuf,
+        needed: u64,
+        available: u64,
+        what: String,
+    },
+
+    /// A lock another process holds (exit code 4: nothing was touched).
+    #[error("{path} is locked by {holder}\nhelp: {help}")]
+    Locked {
+        path: PathBuf,
+        holder: String,
+        help: String,
+    },
+
+    /// The operator did not confirm the plan.
+    #[error("not confirmed; nothing was changed")]
+    NotConfirmed,
+
+    /// A run is interrupted: its journal exists (exit code 4: nothing was touched).
+    #[error("run {run_id} did not finish (journal /var/lib/ferry/journal.json, phase {phase})\nhelp: `ferry-install status` shows where it stopped; `ferry-install resume` continues it, `ferry-install rollback` puts the host back")]
+    Interrupted { run_id: String, phase: String },
+
+    /// `resume` or `rollback` found nothing to act on.
+    #[error("nothing to {what}: no interrupted run, and no applied run to go back from\nhelp: `ferry-install status` shows the last runs")]
+    NothingToRecover { what: String },
+
+    /// A health check did not pass.
+    #[error("health check failed: {message}")]
+    Health { message: String },
+
+    /// No rollback package could be captured for an installed package, or one is missing.
+    #[error("rollback package for {package}: {message}\nhelp: {help}")]
+    Capture {
+        package: String,
+        message: String,
+        help: String,
+    },
+
     /// A bad command-line value the argument parser could not check (exit code 2).
     #[error("{0}")]
     Usage(String),
@@ -127,7 +169,10 @@ impl Error {
             Error::Bundle(e) if e.is_verification_failure() => 3,
             Error::Trust { .. } | Error::Signature { .. } => 3,
             Error::Usage(_) => 2,
-            Error::Preflight { .. } => 4,
+            Error::Preflight { .. }
+            | Error::NoSpace { .. }
+            | Error::Locked { .. }
+            | Error::Interrupted { .. } => 4,
             _ => 1,
         }
     }

@@ -85,7 +85,7 @@ pub fn dpkg_configure_command(host: &Host) -> String {
 
 /// Every package record of the status file with the pending journal entries applied,
 /// `not-installed` selections left out; and how many journal entries there were.
-fn read_dpkg_database(host: &Host) -> Result<(Vec<InstalledPackage>, usize)> {
+pub(crate) fn read_dpkg_database(host: &Host) -> Result<(Vec<InstalledPackage>, usize)> {
     let status_path = host.path(DPKG_STATUS);
     let bytes = match std::fs::read(&status_path) {
         Ok(b) => b,
@@ -496,27 +496,11 @@ fn foreign_archs(host: &Host, native: &str) -> Result<Vec<String>> {
 // ---------------------------------------------------------------------------------
 // os-release and hostname.
 
-/// Resolve symlinks at `absolute` inside the host root: an image's absolute link
-/// (`/etc/os-release -> /usr/lib/os-release`) must not lead to this machine's file.
-fn resolve_in_root(host: &Host, absolute: &str) -> PathBuf {
-    let mut logical = PathBuf::from(absolute);
-    for _ in 0..16 {
-        let real = host.path(&logical);
-        let Ok(target) = std::fs::read_link(&real) else {
-            return real;
-        };
-        logical = if target.is_absolute() {
-            target
-        } else {
-            logical.parent().unwrap_or(Path::new("/")).join(target)
-        };
-    }
-    host.path(&logical)
-}
-
 /// Read a small host file; `None` if it does not exist.
 fn read_optional(host: &Host, absolute: &str) -> Result<Option<(PathBuf, String)>> {
-    let path = resolve_in_root(host, absolute);
+    // An image's absolute link (`/etc/os-release -> /usr/lib/os-release`) must not
+    // lead to this machine's file.
+    let path = host.path_follow(absolute);
     match std::fs::read(&path) {
         Ok(b) => Ok(Some((path, String::from_utf8_lossy(&b).into_owned()))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),

@@ -4,6 +4,7 @@
 //! and acts on the host only through [`host::Host`], so every path honours `--root`.
 //! It has no outbound network code and links no TLS stack.
 
+pub mod apply;
 pub mod backup;
 pub mod capture;
 pub mod config;
@@ -11,6 +12,7 @@ mod error;
 pub mod host;
 pub mod images;
 pub mod inventory;
+pub mod lock;
 pub mod plan;
 pub mod secret;
 pub mod state;

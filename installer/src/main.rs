@@ -2,14 +2,23 @@
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use ferry_bundle::{read_manifest, BundleSource, Reporter, TermReporter, UnverifiedBundle};
-use ferry_installer::backup::{list_sets, BACKUP_DIR};
+use ferry_installer::apply::service::ServiceManager;
+use ferry_installer::apply::{
+    apply, resume, rollback, status as run_status, ApplyOptions, Operator, RunStatus, Status,
+    Summary,
+};
+use ferry_installer::backup::{
+    create as create_backup, list_sets, restore_set, BackupManifest, CreateRequest, Item,
+    RestoreOptions, BACKUP_DIR,
+};
 use ferry_installer::config::Config;
 use ferry_installer::host::Host;
 use ferry_installer::images::{
     load_images, parse_registry, push_images, Credentials, ImagesReport, PushOptions, Runtime,
 };
 use ferry_installer::inventory::{dpkg_configure_command, take_inventory};
-use ferry_installer::plan::{plan_bundle, Plan};
+use ferry_installer::plan::{plan_bundle, Failure, Plan};
+use ferry_installer::secret::Secret;
 use ferry_installer::state::write_atomic;
 use ferry_installer::verify::{verify_bundle, VerifyRequest};
 use std::path::PathBuf;
@@ -36,6 +45,27 @@ struct Cli {
     /// More log output (repeat for more).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
+    /// How services are restarted (default: installer.toml, else detected: systemd when
+    /// running, else `service`; nothing under --root).
+    #[arg(long, global = true, value_enum)]
+    service_manager: Option<ManagerArg>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ManagerArg {
+    Systemd,
+    Sysv,
+    None,
+}
+
+impl ManagerArg {
+    fn get(self) -> ServiceManager {
+        match self {
+            ManagerArg::Systemd => ServiceManager::Systemd,
+            ManagerArg::Sysv => ServiceManager::Sysv,
+            ManagerArg::None => ServiceManager::None,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -75,16 +105,134 @@ enum Command {
     /// Backup sets under /var/backups/ferry.
     #[command(subcommand)]
     Backup(BackupCommand),
+    /// Verify, back up, capture rollback packages, then install each step with dpkg,
+    /// restart and health-check it; on failure roll everything back (exit 5).
+    Apply {
+        #[command(flatten)]
+        verify: VerifyArgs,
+        /// Only these steps (comma-separated component names).
+        #[arg(long, value_delimiter = ',', value_name = "A,B")]
+        components: Option<Vec<String>>,
+        /// Do not ask for confirmation.
+        #[arg(long, short = 'y')]
+        yes: bool,
+        /// Show everything apply would do, including the exact dpkg command lines,
+        /// and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Go ahead even when a package being replaced cannot be captured for rollback
+        /// (a failure then stops without undoing anything).
+        #[arg(long)]
+        no_rollback: bool,
+    },
+    /// Continue an interrupted apply forward from its last safe point.
+    Resume {
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Put the host back as it was before the interrupted run, or before the last
+    /// applied run (or the run that took backup set BACKUP_ID).
+    Rollback {
+        /// The backup set id of the run to roll back.
+        #[arg(long, value_name = "BACKUP_ID")]
+        to: Option<String>,
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the run in progress or the last run, and what each channel has applied.
+    Status {
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
 enum BackupCommand {
+    /// Take a backup set: the configs, files and databases a bundle's steps and backups
+    /// name (verified first), or without a bundle the [[backup]] entries of installer.toml.
+    Create {
+        /// The bundle whose backups to take (optional).
+        bundle: Option<PathBuf>,
+        /// Write the set under DIR instead of /var/backups/ferry (a path on this machine).
+        #[arg(long, value_name = "DIR")]
+        dest: Option<PathBuf>,
+        /// Trust store for verifying the bundle (default /etc/ferry/trusted).
+        #[arg(long, value_name = "PATH")]
+        trust: Option<PathBuf>,
+        /// A detached co-signature of the bundle; repeatable.
+        #[arg(long = "signature", value_name = "SIG")]
+        signatures: Vec<PathBuf>,
+        /// Distinct trusted keys whose signatures are required.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+        threshold: Option<u64>,
+        /// Only the steps of these components (comma-separated).
+        #[arg(long, value_delimiter = ',', value_name = "A,B")]
+        components: Option<Vec<String>>,
+        /// Print backup.json instead of a summary.
+        #[arg(long)]
+        json: bool,
+    },
     /// List backup sets (id, complete or INCOMPLETE, items, size); reads only.
     List {
         /// Print the sets as JSON.
         #[arg(long)]
         json: bool,
+        /// Look under DIR instead of /var/backups/ferry.
+        #[arg(long, value_name = "DIR")]
+        dest: Option<PathBuf>,
     },
+    /// Restore from a complete set, after checking the sha256 of everything selected:
+    /// files with their metadata, PostgreSQL with pg_restore --clean, MongoDB with
+    /// mongorestore --drop, Redis into the server named by --redis-target (without it,
+    /// the manual procedure is printed).
+    Restore {
+        /// The set's id (as `backup list` shows it).
+        id: String,
+        /// Only this kind of item.
+        #[arg(long, value_enum)]
+        only: Option<KindArg>,
+        /// Only these host paths (files, or everything under a directory); repeatable.
+        #[arg(long = "path", value_name = "PATH")]
+        paths: Vec<String>,
+        /// Load the Redis snapshot into this running server (its keys are replaced);
+        /// the password comes from FERRY_REDIS_PASSWORD or installer.toml [redis].
+        #[arg(long, value_name = "HOST:PORT")]
+        redis_target: Option<String>,
+        /// Restore PostgreSQL into this database (libpq connection string) instead of
+        /// the one the dump came from.
+        #[arg(
+            long,
+            value_name = "CONNINFO",
+            env = "FERRY_POSTGRES_TARGET",
+            hide_env_values = true
+        )]
+        postgres_target: Option<String>,
+        /// Restore MongoDB into this deployment instead of the one the dump came from.
+        #[arg(
+            long,
+            value_name = "URI",
+            env = "FERRY_MONGODB_TARGET",
+            hide_env_values = true
+        )]
+        mongodb_target: Option<String>,
+        /// Look under DIR instead of /var/backups/ferry.
+        #[arg(long, value_name = "DIR")]
+        dest: Option<PathBuf>,
+        /// Print what was restored as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum KindArg {
+    Files,
+    Redis,
+    Postgres,
+    Mongodb,
 }
 
 #[derive(Subcommand)]
@@ -369,13 +517,114 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .into());
             }
         }
-        Command::Backup(BackupCommand::List { json }) => {
-            let sets = list_sets(&host, None)?;
+        Command::Backup(BackupCommand::Create {
+            bundle,
+            dest,
+            trust,
+            signatures,
+            threshold,
+            components,
+            json,
+        }) => {
+            let config = Config::load(&host, cli.config.as_deref())?;
+            let request = match &bundle {
+                Some(bundle) => {
+                    let verify = VerifyRequest {
+                        trust,
+                        signatures,
+                        threshold: threshold.map(|n| n as usize),
+                        allow_replay: true,
+                    };
+                    let plan = plan_bundle(
+                        &host,
+                        &config,
+                        bundle,
+                        &verify,
+                        components.as_deref(),
+                        std::env::var_os("PATH"),
+                        &reporter,
+                    )?;
+                    let relevant: Vec<_> = plan
+                        .preflight
+                        .failures
+                        .iter()
+                        .filter(|f| matches!(f.check, "backup-source" | "backup-tool"))
+                        .collect();
+                    if !relevant.is_empty() {
+                        for f in &relevant {
+                            eprintln!(
+                                "preflight FAILED [{}] {}\n  help: {}",
+                                f.check, f.message, f.help
+                            );
+                        }
+                        return Err(ferry_installer::Error::Preflight {
+                            failures: relevant.len(),
+                        }
+                        .into());
+                    }
+                    plan.backup_request
+                        .expect("resolved when backup-source passed")
+                }
+                None => CreateRequest::for_host(&host, &config)?,
+            };
+            let manifest = create_backup(&host, &config, dest.as_deref(), &request, &reporter)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&manifest)?);
+            } else if !cli.quiet {
+                let set_dir = dest
+                    .clone()
+                    .or_else(|| config.backup_dir.as_ref().map(|d| host.path(d)))
+                    .unwrap_or_else(|| host.path(BACKUP_DIR))
+                    .join(&manifest.id);
+                println!("backup set {} complete: {}", manifest.id, set_dir.display());
+                print_backup_items(&manifest);
+                println!("restore with: ferry-install backup restore {}", manifest.id);
+            }
+        }
+        Command::Backup(BackupCommand::Restore {
+            id,
+            only,
+            paths,
+            redis_target,
+            postgres_target,
+            mongodb_target,
+            dest,
+            json,
+        }) => {
+            let config = Config::load(&host, cli.config.as_deref())?;
+            let options = RestoreOptions {
+                only: only.map(|k| match k {
+                    KindArg::Files => "files",
+                    KindArg::Redis => "redis",
+                    KindArg::Postgres => "postgres",
+                    KindArg::Mongodb => "mongodb",
+                }),
+                paths,
+                redis_target,
+                postgres_target: postgres_target.map(Secret::new),
+                mongodb_target: mongodb_target.map(Secret::new),
+                redis_password: std::env::var("FERRY_REDIS_PASSWORD").ok().map(Secret::new),
+            };
+            let base = dest.or_else(|| config.backup_dir.as_ref().map(|d| host.path(d)));
+            let report = restore_set(&host, &config, base.as_deref(), &id, &options, &reporter)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else if !cli.quiet {
+                for line in report.lines() {
+                    println!("{line}");
+                }
+            }
+        }
+        Command::Backup(BackupCommand::List { json, dest }) => {
+            let config = Config::load(&host, cli.config.as_deref())?;
+            let base = dest.or_else(|| config.backup_dir.as_ref().map(|d| host.path(d)));
+            let sets = list_sets(&host, base.as_deref())?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&sets)?);
             } else if sets.is_empty() {
                 if !cli.quiet {
-                    println!("no backup sets in {}", host.path(BACKUP_DIR).display());
+                    let dir = base.unwrap_or_else(|| host.path(BACKUP_DIR));
+                    println!("no backup sets in {}", dir.display());
                 }
             } else {
                 println!(
@@ -386,6 +635,60 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     let status = if s.complete { "complete" } else { "INCOMPLETE" };
                     println!("{:<40} {status:<10} {:>6} {:>12}", s.id, s.items, s.size);
                 }
+            }
+        }
+        Command::Apply {
+            verify,
+            components,
+            yes,
+            dry_run,
+            no_rollback,
+        } => {
+            let config = Config::load(&host, cli.config.as_deref())?;
+            let opts = ApplyOptions {
+                bundle: verify.bundle.clone(),
+                verify: verify.request(),
+                components,
+                yes,
+                dry_run,
+                no_rollback,
+                service_manager: cli.service_manager.map(ManagerArg::get),
+                path: std::env::var_os("PATH"),
+            };
+            let operator = TermOperator {
+                quiet: cli.quiet,
+                json: verify.json,
+            };
+            let summary = apply(&host, &config, &opts, &operator, &reporter)?;
+            return finish_run(&summary, verify.json, cli.quiet);
+        }
+        Command::Resume { json } => {
+            let config = Config::load(&host, cli.config.as_deref())?;
+            let summary = resume(
+                &host,
+                &config,
+                cli.service_manager.map(ManagerArg::get),
+                &reporter,
+            )?;
+            return finish_run(&summary, json, cli.quiet);
+        }
+        Command::Rollback { to, json } => {
+            let config = Config::load(&host, cli.config.as_deref())?;
+            let summary = rollback(
+                &host,
+                &config,
+                to.as_deref(),
+                cli.service_manager.map(ManagerArg::get),
+                &reporter,
+            )?;
+            return finish_run(&summary, json, cli.quiet);
+        }
+        Command::Status { json } => {
+            let status = run_status(&host)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&status)?);
+            } else {
+                print_status(&status);
             }
         }
         Command::Inspect { bundle, json } => {
@@ -399,6 +702,35 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// One line per item of a finished set: files summed, each database on its own.
+fn print_backup_items(m: &BackupManifest) {
+    let files: Vec<_> = m
+        .items
+        .iter()
+        .filter(|i| matches!(i, Item::Files(_)))
+        .collect();
+    if !files.is_empty() {
+        let bytes: u64 = files.iter().map(|i| i.size()).sum();
+        println!("  files     {} entries, {bytes} bytes", files.len());
+    }
+    for item in &m.items {
+        if let Item::Redis(d) | Item::Postgres(d) | Item::Mongodb(d) = item {
+            println!(
+                "  {:<9} {} -> {} ({} bytes, sha256 {}, {})",
+                item.kind(),
+                d.source,
+                d.path_in_set,
+                d.size,
+                &d.sha256[..16.min(d.sha256.len())],
+                d.checks.join("; ")
+            );
+        }
+    }
+    for s in &m.skipped {
+        println!("  skipped   {} ({})", s.pattern, s.reason);
+    }
 }
 
 /// `images load|push` output: a JSON list of `{reference, digest, file, result,
@@ -453,6 +785,10 @@ fn print_images(
 }
 
 fn print_plan(plan: &Plan) {
+    print_plan_with(plan, &[]);
+}
+
+fn print_plan_with(plan: &Plan, extra: &[Failure]) {
     println!("plan for {} ({})", plan.name, plan.bundle.display());
     println!(
         "  target {} {} {}; this host {} {} {}",
@@ -485,21 +821,122 @@ fn print_plan(plan: &Plan) {
     if !plan.backups.is_empty() {
         println!("backups");
         for b in &plan.backups {
-            let what = b.config.clone().unwrap_or_else(|| b.paths.join(" "));
-            println!("  {} {what}", b.kind);
+            let what = match (&b.source, &b.config) {
+                (Some(source), Some(config)) => format!("{source} (from {config})"),
+                (Some(source), None) => source.clone(),
+                _ => b.paths.join(" "),
+            };
+            let size = b.estimated_bytes.map_or_else(
+                || "size known once dumped".to_string(),
+                |n| format!("{:.1} MiB", n as f64 / 1048576.0),
+            );
+            println!("  {:<8} {what}  [{size}]", b.kind);
         }
     }
     for note in &plan.notes {
         println!("note: {note}");
     }
-    if plan.preflight.ok {
+    let failures: Vec<&Failure> = plan.preflight.failures.iter().chain(extra).collect();
+    if failures.is_empty() {
         println!("preflight: OK");
     } else {
-        println!("preflight: {} failure(s)", plan.preflight.failures.len());
-        for f in &plan.preflight.failures {
+        println!("preflight: {} failure(s)", failures.len());
+        for f in failures {
             println!("  [{}] {}\n    help: {}", f.check, f.message, f.help);
         }
     }
+}
+
+fn print_status(status: &Status) {
+    let show = |label: &str, r: &RunStatus| {
+        println!(
+            "{label}: run {} of {} — {:?} (started {}, last written {})",
+            r.run_id, r.bundle, r.phase, r.started, r.updated
+        );
+        for c in &r.components {
+            println!(
+                "  {:<12} {:<20} -> {:<20} {:?} {}",
+                c.component, c.before, c.after, c.state, c.health
+            );
+        }
+        if let Some(f) = &r.failure {
+            println!("  failed: {f}");
+        }
+        if let Some(b) = &r.backup_id {
+            println!("  backup set: {b}");
+        }
+        println!("  log: {}", r.log.display());
+    };
+    match &status.in_progress {
+        Some(r) if status.running => show("RUNNING", r),
+        Some(r) => {
+            show("INTERRUPTED", r);
+            println!(
+                "next: `ferry-install resume` to continue, or `ferry-install rollback` to go back"
+            );
+        }
+        None => println!("no run in progress"),
+    }
+    if let Some(r) = &status.last_run {
+        show("last run", r);
+    }
+    for (channel, c) in &status.channels {
+        println!(
+            "channel {channel}: sequence {} ({}), newest created {}",
+            c.sequence, c.name, c.newest_created
+        );
+    }
+}
+
+/// The terminal side of `apply`: the plan on stdout, the question on stderr.
+struct TermOperator {
+    quiet: bool,
+    json: bool,
+}
+
+impl Operator for TermOperator {
+    fn show_plan(&self, plan: &Plan, extra: &[Failure]) {
+        let failed = !plan.preflight.failures.is_empty() || !extra.is_empty();
+        if self.json {
+            if failed {
+                let mut failures = plan.preflight.failures.clone();
+                failures.extend(extra.iter().cloned());
+                let out = serde_json::json!({ "plan": plan, "preflight_failures": failures });
+                println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+            }
+            return;
+        }
+        if !self.quiet || failed {
+            print_plan_with(plan, extra);
+        }
+    }
+
+    fn confirm(&self) -> ferry_installer::Result<bool> {
+        // SAFETY: isatty has no preconditions.
+        if unsafe { libc::isatty(0) } != 1 {
+            return Err(ferry_installer::Error::Usage(
+                "refusing to ask for confirmation without a terminal on stdin; pass --yes to apply without asking".into(),
+            ));
+        }
+        eprint!("apply this plan? [y/N] ");
+        let mut answer = String::new();
+        std::io::stdin()
+            .read_line(&mut answer)
+            .map_err(|e| ferry_installer::Error::Usage(format!("reading the answer: {e}")))?;
+        Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes"))
+    }
+}
+
+/// Print a run's summary (table or JSON) and turn its outcome into the exit code.
+fn finish_run(summary: &Summary, json: bool, quiet: bool) -> anyhow::Result<ExitCode> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(summary)?);
+    } else if !quiet || summary.exit_code() != 0 {
+        for line in summary.lines() {
+            println!("{line}");
+        }
+    }
+    Ok(ExitCode::from(summary.exit_code()))
 }
 
 fn join<T: ToString>(items: &[T]) -> String {

@@ -7,12 +7,13 @@
 //! a directory, and takes dpkg's locks only for the instant it needs to test them (the
 //! way dpkg itself tests them), releasing them at once.
 
+use crate::backup::{estimate, CreateRequest, Estimate};
 use crate::config::Config;
 use crate::host::Host;
 use crate::inventory::{dpkg_configure_command, take_inventory, DPKG_UPDATES};
 use crate::verify::{verify_bundle, VerifyRequest};
 use crate::{Error, Result};
-use ferry_bundle::{BackupKind, Inventory, Manifest, Reporter, Role, Target};
+use ferry_bundle::{Inventory, Manifest, Reporter, Role, Target};
 use serde::Serialize;
 use std::cmp::Ordering;
 use std::ffi::OsString;
@@ -50,6 +51,10 @@ pub struct PackageChange {
     pub change: &'static str,
     /// `target` or `dependency`.
     pub role: &'static str,
+    /// Architecture of the bundle's `.deb`.
+    pub arch: String,
+    /// The `.deb` inside the bundle.
+    pub file: String,
     /// Size of the bundle's `.deb`.
     #[serde(skip)]
     pub deb_size: u64,
@@ -79,7 +84,7 @@ pub struct ImagePlan {
     pub size: u64,
 }
 
-/// A backup the manifest asks for.
+/// A backup that will be taken before installing.
 #[derive(Clone, Debug, Serialize)]
 pub struct BackupPlan {
     /// `redis`, `postgres`, `mongodb` or `files`.
@@ -88,6 +93,12 @@ pub struct BackupPlan {
     pub config: Option<String>,
     /// For `files`: what is copied.
     pub paths: Vec<String>,
+    /// For a database: where it connects (no secrets).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// Bytes it will take, when known before taking it (files).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub estimated_bytes: Option<u64>,
 }
 
 /// One failed preflight check.
@@ -131,6 +142,15 @@ pub struct Plan {
     pub notes: Vec<String>,
     /// Preflight result.
     pub preflight: Preflight,
+    /// The verified manifest the plan was made from.
+    #[serde(skip)]
+    pub manifest: Manifest,
+    /// Components of the steps that will run (not skipped), in order.
+    #[serde(skip)]
+    pub running: Vec<String>,
+    /// The backup set applying would take, when its connections could be resolved.
+    #[serde(skip)]
+    pub backup_request: Option<CreateRequest>,
 }
 
 /// Verify `bundle`, read the host, and work out the plan and its preflight.
@@ -150,7 +170,24 @@ pub fn plan_bundle(
         .verified
         .as_deref()
         .unwrap_or(&report.unverified.manifest);
+    plan_verified(
+        host, config, bundle, manifest, components, path, false, reporter,
+    )
+}
 
+/// The plan and preflight for a manifest that has already been verified. With
+/// `staged`, the payload is already extracted, so the space check leaves it out.
+#[allow(clippy::too_many_arguments)]
+pub fn plan_verified(
+    host: &Host,
+    config: &Config,
+    bundle: &Path,
+    manifest: &Manifest,
+    components: Option<&[String]>,
+    path: Option<OsString>,
+    staged: bool,
+    reporter: &dyn Reporter,
+) -> Result<Plan> {
     // 2. The steps asked for; an unknown component is a usage error.
     if let Some(wanted) = components {
         let known: Vec<&str> = manifest
@@ -208,6 +245,8 @@ pub fn plan_bundle(
                     } else {
                         "dependency"
                     },
+                    arch: p.arch.clone(),
+                    file: p.file.clone(),
                     deb_size: manifest.file(&p.file).map_or(0, |f| f.size),
                 }
             })
@@ -257,19 +296,31 @@ pub fn plan_bundle(
         .filter(|p| p.from.is_some())
         .map(|p| p.deb_size)
         .sum();
-    let configs: u64 = running
-        .iter()
-        .flat_map(|s| &s.configs)
-        .filter_map(|c| std::fs::metadata(host.path(c)).ok())
-        .filter(|m| m.is_file())
-        .map(|m| m.len())
-        .sum();
+    // The backups: resolving the database connections reads the components' configs.
+    let (backup_request, backups) = match CreateRequest::for_bundle(
+        host, config, manifest, &running,
+    ) {
+        Ok(request) => {
+            let estimate = estimate(host, &request)?;
+            let backups = backup_plans(&request, &estimate);
+            check_backup_tools(&request, path, &mut failures);
+            (Some(request), backups)
+        }
+        Err(e) => {
+            failures.push(Failure {
+                    check: "backup-source",
+                    message: format!("cannot work out what to back up: {e}"),
+                    help: "fix the component's configuration or installer.toml so every backup has a connection".into(),
+                });
+            (None, Vec::new())
+        }
+    };
+    let backup_bytes: u64 = backups.iter().filter_map(|b| b.estimated_bytes).sum();
     check_space(
         host,
-        manifest.payload_size() + replaced + configs,
+        if staged { 0 } else { manifest.payload_size() } + replaced + backup_bytes,
         &mut failures,
     );
-    check_backup_tools(manifest, path, &mut failures);
     for step in &running {
         if let Some(service) = &step.service {
             check_service(host, &step.component, service, &mut failures);
@@ -291,34 +342,30 @@ pub fn plan_bundle(
                 size: manifest.file(&i.file).map_or(0, |f| f.size),
             })
             .collect(),
-        backups: manifest
-            .backups
-            .iter()
-            .map(|b| BackupPlan {
-                kind: kind_name(b.kind).into(),
-                config: b.config.clone(),
-                paths: b.paths.clone(),
-            })
-            .collect(),
+        backups,
         notes: manifest.notes.clone(),
         preflight: Preflight {
             ok: failures.is_empty(),
             failures,
         },
+        running: running.iter().map(|s| s.component.clone()).collect(),
+        manifest: manifest.clone(),
+        backup_request,
     })
-}
-
-fn kind_name(kind: BackupKind) -> &'static str {
-    match kind {
-        BackupKind::Redis => "redis",
-        BackupKind::Postgres => "postgres",
-        BackupKind::Mongodb => "mongodb",
-        BackupKind::Files => "files",
-    }
 }
 
 /// The version of `name` whose files are on the host (installed or half-done; a
 /// package reduced to its config files counts as not installed).
+/// The version of `name` the host's dpkg database has now (installed or half-done),
+/// `None` when it has none or cannot be read.
+pub fn installed_version(host: &Host, name: &str) -> Option<String> {
+    let (packages, _) = crate::inventory::read_dpkg_database(host).ok()?;
+    packages
+        .iter()
+        .find(|p| p.name == name && !matches!(p.state(), "config-files" | "not-installed"))
+        .map(|p| p.version.clone())
+}
+
 fn current_version(inventory: &Inventory, name: &str) -> Option<String> {
     inventory
         .packages
@@ -353,7 +400,7 @@ fn check_target(target: &Target, host: &HostTarget, failures: &mut Vec<Failure>)
 /// waiting and released at once. A missing file is not locked (and is not created).
 fn check_lock(host: &Host, lock: &str, failures: &mut Vec<Failure>) {
     let path = host.path(lock);
-    match lock_holder(&path) {
+    match crate::lock::lock_holder(&path) {
         Ok(None) => {}
         Ok(Some(holder)) => failures.push(Failure {
             check: "dpkg-lock",
@@ -371,71 +418,6 @@ fn check_lock(host: &Host, lock: &str, failures: &mut Vec<Failure>) {
             help: "run as root so the dpkg locks can be tested".into(),
         }),
     }
-}
-
-/// `Ok(None)` when free; `Ok(Some(who))` when held, `who` as `process N (comm)` if known.
-fn lock_holder(path: &Path) -> std::io::Result<Option<Option<String>>> {
-    use std::os::fd::AsRawFd;
-    let file = match std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-    {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        // Without write access, F_GETLK still tells whether someone holds it.
-        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-            let file = std::fs::File::open(path)?;
-            return Ok(get_lock(file.as_raw_fd())?.map(describe_pid));
-        }
-        Err(e) => return Err(e),
-    };
-    let fd = file.as_raw_fd();
-    let mut fl = flock(libc::F_WRLCK);
-    // SAFETY: fd is open for the lifetime of `file`; `fl` is a valid flock struct.
-    if unsafe { libc::fcntl(fd, libc::F_SETLK, &mut fl) } == 0 {
-        let mut un = flock(libc::F_UNLCK);
-        // SAFETY: as above.
-        unsafe { libc::fcntl(fd, libc::F_SETLK, &mut un) };
-        return Ok(None);
-    }
-    let err = std::io::Error::last_os_error();
-    match err.raw_os_error() {
-        Some(libc::EAGAIN) | Some(libc::EACCES) => {
-            Ok(Some(get_lock(fd).ok().flatten().and_then(describe_pid)))
-        }
-        _ => Err(err),
-    }
-}
-
-fn flock(kind: libc::c_int) -> libc::flock {
-    // SAFETY: flock is plain old data; all-zero is a valid value (whole file from 0).
-    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
-    fl.l_type = kind as libc::c_short;
-    fl.l_whence = libc::SEEK_SET as libc::c_short;
-    fl
-}
-
-/// The pid holding a conflicting lock on `fd`, if any (0 when unknown).
-fn get_lock(fd: libc::c_int) -> std::io::Result<Option<libc::pid_t>> {
-    let mut fl = flock(libc::F_WRLCK);
-    // SAFETY: fd is open; `fl` is a valid flock struct.
-    if unsafe { libc::fcntl(fd, libc::F_GETLK, &mut fl) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok((fl.l_type != libc::F_UNLCK as libc::c_short).then_some(fl.l_pid))
-}
-
-fn describe_pid(pid: libc::pid_t) -> Option<String> {
-    if pid <= 0 {
-        return None;
-    }
-    // Processes live in this machine's /proc, not under --root.
-    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok();
-    Some(match comm {
-        Some(c) => format!("process {pid} ({})", c.trim()),
-        None => format!("process {pid}"),
-    })
 }
 
 fn check_interrupted(
@@ -498,7 +480,7 @@ fn check_space(host: &Host, base: u64, failures: &mut Vec<Failure>) {
             None => break,
         }
     }
-    match available_bytes(&dir) {
+    match crate::host::available_bytes(&dir) {
         Ok(avail) if avail >= needed => {}
         Ok(avail) => failures.push(Failure {
             check: "disk-space",
@@ -519,38 +501,46 @@ fn check_space(host: &Host, base: u64, failures: &mut Vec<Failure>) {
     }
 }
 
-fn available_bytes(dir: &Path) -> std::io::Result<u64> {
-    let c = std::ffi::CString::new(dir.as_os_str().as_bytes())
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-    // SAFETY: statvfs is plain old data, filled in by the call below.
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: `c` is a valid NUL-terminated path; `st` is a valid out-pointer.
-    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
-        return Err(std::io::Error::last_os_error());
+fn backup_plans(request: &CreateRequest, estimate: &Estimate) -> Vec<BackupPlan> {
+    let mut plans = Vec::new();
+    if !request.configs.is_empty() || !request.files.is_empty() {
+        plans.push(BackupPlan {
+            kind: "files".into(),
+            config: None,
+            paths: request
+                .configs
+                .iter()
+                .chain(&request.files)
+                .cloned()
+                .collect(),
+            source: None,
+            estimated_bytes: Some(estimate.files),
+        });
     }
-    Ok((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
+    for (db, config) in &request.databases {
+        plans.push(BackupPlan {
+            kind: db.kind().into(),
+            config: config.clone(),
+            paths: Vec::new(),
+            source: Some(db.display()),
+            estimated_bytes: None,
+        });
+    }
+    plans
 }
 
-fn check_backup_tools(manifest: &Manifest, path: Option<OsString>, failures: &mut Vec<Failure>) {
+fn check_backup_tools(
+    request: &CreateRequest,
+    path: Option<OsString>,
+    failures: &mut Vec<Failure>,
+) {
     let path = path.unwrap_or_default();
-    let mut seen = Vec::new();
-    for backup in &manifest.backups {
-        let (program, package) = match backup.kind {
-            BackupKind::Postgres => ("pg_dump", "postgresql-client"),
-            BackupKind::Mongodb => ("mongodump", "mongodb-database-tools"),
-            BackupKind::Redis => ("redis-cli", "redis-tools"),
-            BackupKind::Files => continue,
-        };
-        if seen.contains(&program) {
-            continue;
-        }
-        seen.push(program);
+    for (program, package) in request.tools() {
         if !std::env::split_paths(&path).any(|d| is_executable(&d.join(program))) {
             failures.push(Failure {
                 check: "backup-tool",
                 message: format!(
-                    "{program} not found on PATH; it is needed for the {} backup",
-                    kind_name(backup.kind)
+                    "{program} not found on PATH; a backup before installing needs it"
                 ),
                 help: format!("install the Debian package {package}"),
             });

@@ -49,6 +49,15 @@ pub struct HistoryEntry {
     pub sequence: u64,
     /// `ok`, `rolled-back`, `failed`.
     pub outcome: String,
+    /// The run (its journal is `/var/lib/ferry/runs/<run_id>.json`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
+    /// The backup set taken before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_id: Option<String>,
+    /// Packages changed: name, version before (none: not installed), version after.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<(String, Option<String>, Option<String>)>,
 }
 
 impl State {

@@ -223,14 +223,20 @@ fn back_up_damage_restore_compares_exactly() {
     let sources: Vec<&str> = manifest
         .items
         .iter()
-        .map(|Item::Files(f)| f.source.as_str())
+        .filter_map(|i| match i {
+            Item::Files(f) => Some(f.source.as_str()),
+            _ => None,
+        })
         .collect();
     assert!(sources.contains(&"/opt/tyk-gateway/apps/a.json"));
     assert!(!sources.contains(&"/opt/tyk-gateway/apps/notes.txt"));
     let link = manifest
         .items
         .iter()
-        .map(|Item::Files(f)| f)
+        .filter_map(|i| match i {
+            Item::Files(f) => Some(f),
+            _ => None,
+        })
         .find(|f| f.source.ends_with("/outside"))
         .unwrap();
     assert_eq!(link.link_target.as_deref(), Some("/etc/shadow"));
@@ -450,4 +456,163 @@ fn backup_list_with_no_sets() {
         .unwrap();
     assert!(out.status.success(), "{out:?}");
     assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), "[]");
+}
+
+/// `ferry-install --root ROOT ARGS...`.
+fn cli(root: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(BIN)
+        .arg("--root")
+        .arg(root)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn installer_toml(root: &Path, text: &str) {
+    let p = root.join("etc/ferry/installer.toml");
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, text).unwrap();
+}
+
+#[test]
+fn cli_create_from_installer_toml_then_restore_exactly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    populate(root);
+    let quoted: Vec<String> = paths().iter().map(|p| format!("{p:?}")).collect();
+    installer_toml(
+        root,
+        &format!(
+            "[[backup]]\nkind = \"files\"\npaths = [{}]\n",
+            quoted.join(", ")
+        ),
+    );
+    let before = snapshot(root);
+
+    let out = cli(root, &["backup", "create", "--json"]);
+    assert!(out.status.success(), "{out:?}");
+    let manifest: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(manifest["complete"], true);
+    let id = manifest["id"].as_str().unwrap().to_string();
+    assert!(id.ends_with("-manual"), "{id}");
+    assert_eq!(manifest["skipped"][0]["pattern"], "/opt/tyk-pump/*.conf");
+
+    // Damage the originals, then restore through the CLI.
+    std::fs::write(root.join("opt/tyk-gateway/tyk.conf"), "damaged").unwrap();
+    std::fs::remove_dir_all(root.join("opt/tyk-dashboard/conf.d")).unwrap();
+    std::fs::set_permissions(
+        root.join("opt/tyk-gateway/run.sh"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    let out = cli(root, &["backup", "restore", &id]);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("every sha256 checked first"), "{text}");
+    let after = snapshot(root);
+    for (path, snap) in &before {
+        // Directory mtimes of parents change when children are written; compare them
+        // only for what the set holds.
+        if path.starts_with("/opt/tyk-gateway/apps") && snap.kind == "dir" {
+            continue;
+        }
+        if snap.kind == "dir" && !path.starts_with("/opt/tyk-dashboard/conf.d") {
+            continue;
+        }
+        assert_eq!(after.get(path), Some(snap), "{path}");
+    }
+
+    // List shows it complete; --only redis on a files-only set is a clear error.
+    let out = cli(root, &["backup", "list", "--json"]);
+    let sets: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(sets[0]["id"], id.as_str());
+    assert_eq!(sets[0]["complete"], true);
+    let out = cli(root, &["backup", "restore", &id, "--only", "redis"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nothing of kind redis"));
+}
+
+#[test]
+fn cli_create_without_bundle_or_config_is_a_usage_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = cli(tmp.path(), &["backup", "create"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("nothing to back up"), "{err}");
+    assert!(!tmp.path().join("var").exists());
+}
+
+#[test]
+fn cli_restore_of_unknown_set_names_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = cli(tmp.path(), &["backup", "restore", "20260101T000000Z-nope"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no such backup set"), "{err}");
+    assert!(err.contains("backup list"), "{err}");
+    let out = cli(tmp.path(), &["backup", "restore", "../etc"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+}
+
+/// A small tmpfs as the backup destination: files larger than it are refused before
+/// anything is written (exit 4, with the numbers).
+#[test]
+fn cli_destination_too_small_is_refused_before_writing() {
+    assert!(
+        is_root(),
+        "this test mounts a tmpfs and needs root (CI runs as root)"
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    let big = vec![b'x'; 3 * 1024 * 1024];
+    let p = root.join("opt/tyk-gateway/big.bin");
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(&p, &big).unwrap();
+    installer_toml(
+        &root,
+        "[[backup]]\nkind = \"files\"\npaths = [\"/opt/tyk-gateway/big.bin\"]\n",
+    );
+    let mnt = tmp.path().join("small");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let _mount = Tmpfs::mount(&mnt, "1m");
+    let out = cli(
+        &root,
+        &["backup", "create", "--dest", mnt.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(4), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not enough free space"), "{err}");
+    assert!(err.contains("3.3 MiB"), "needed size with margin: {err}");
+    assert_eq!(
+        std::fs::read_dir(&mnt).unwrap().count(),
+        0,
+        "nothing written"
+    );
+}
+
+/// A tmpfs mounted for one test, unmounted on drop.
+pub struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    pub fn mount(dir: &Path, size: &str) -> Tmpfs {
+        let out = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0755"),
+                "tmpfs",
+            ])
+            .arg(dir)
+            .output()
+            .expect("mount (Debian package mount)");
+        assert!(out.status.success(), "mount tmpfs: {out:?}");
+        Tmpfs(dir.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
 }

@@ -148,7 +148,10 @@ impl TestHost {
         );
         host.write("/lib/systemd/system/tyk-gateway.service", "[Unit]\n");
         host.write("/etc/init.d/tyk-dashboard", "#!/bin/sh\n");
-        host.write("/opt/tyk-gateway/tyk.conf", "{}\n");
+        host.write(
+            "/opt/tyk-gateway/tyk.conf",
+            r#"{"storage": {"type": "redis", "host": "127.0.0.1", "port": 6379}}"#,
+        );
         host
     }
 
@@ -283,8 +286,12 @@ fn upgrade_plan_shows_versions_and_skips_what_is_not_installed() {
     assert_eq!(steps[1]["component"], "dashboard");
     assert_eq!(steps[1]["action"], "skipped");
     assert_eq!(steps[1]["reason"], "skipped: not installed on this host");
-    assert_eq!(v["backups"][0]["kind"], "redis");
-    assert_eq!(v["backups"][0]["config"], "/opt/tyk-gateway/tyk.conf");
+    // The running step's configs are copied; the Redis connection is read from one.
+    assert_eq!(v["backups"][0]["kind"], "files");
+    assert_eq!(v["backups"][0]["estimated_bytes"], 65);
+    assert_eq!(v["backups"][1]["kind"], "redis");
+    assert_eq!(v["backups"][1]["config"], "/opt/tyk-gateway/tyk.conf");
+    assert_eq!(v["backups"][1]["source"], "redis://127.0.0.1:6379/0");
     assert_eq!(v["notes"][0], "Go plugins must be recompiled for 5.2.5");
     assert_eq!(v["preflight"]["ok"], true);
 
@@ -425,6 +432,10 @@ fn missing_pg_dump_fails_preflight_naming_postgresql_client() {
         paths: vec![],
     });
     let host = TestHost::new(m);
+    host.write(
+        "/opt/tyk-dashboard/tyk_analytics.conf",
+        r#"{"storage": {"main": {"type": "postgres", "connection_string": "host=127.0.0.1 dbname=tyk_analytics user=tyk password=s3cret"}}}"#,
+    );
     let tools = host.dir.path().join("tools-without-pg_dump");
     std::fs::create_dir_all(&tools).unwrap();
     std::fs::copy(host.tools.join("redis-cli"), tools.join("redis-cli")).unwrap();

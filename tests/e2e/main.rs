@@ -1,6 +1,7 @@
 //! End-to-end tests: the real binaries, real files, real `minisign`.
 
 mod apt;
+mod backup_cli;
 mod backup_db;
 mod backup_redis;
 mod capture;

@@ -4,6 +4,7 @@
 
 pub mod apt_repo;
 pub mod bench;
+pub mod bundle;
 pub mod dpkg_root;
 pub mod fake_mongo;
 pub mod forge;

@@ -334,7 +334,7 @@ fn copy_hashing(input: &mut File, dst: &Path) -> io::Result<(u64, String)> {
     Ok((size, hex(&hasher.finalize())))
 }
 
-fn hash_file(path: &Path) -> io::Result<(u64, String)> {
+pub(super) fn hash_file(path: &Path) -> io::Result<(u64, String)> {
     let mut f = OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW)
@@ -414,6 +414,15 @@ fn apply_meta(path: &Path, item: &FileItem, strict_owner: bool) -> io::Result<()
 
 pub(super) fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
+}
+
+/// Bytes of regular files at or under `path`, not following links; 0 if missing.
+pub(super) fn tree_size(path: &Path) -> u64 {
+    match path.symlink_metadata() {
+        Ok(m) if m.is_file() => m.len(),
+        Ok(m) if m.is_dir() => count_tree(path).map_or(0, |(_, size)| size),
+        _ => 0,
+    }
 }
 
 /// Entries (not following links) and bytes of regular files under `dir`; none if missing.

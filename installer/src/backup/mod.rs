@@ -5,15 +5,24 @@
 //! without it is incomplete and is never restored from. Restoring checks every item's
 //! sha256 against `backup.json` before it writes anything to the host.
 //!
-//! This module never deletes a backup set and never writes outside the set while
-//! backing up; every host path goes through [`Host::path`].
+//! Databases are dumped into the set beside `files/`: `redis.rdb`, `postgres.dump`,
+//! `mongodb.archive` (a second source of the same kind gets `-2`, and so on).
+//!
+//! This module never deletes a complete backup set and never writes outside the set
+//! while backing up; every host path goes through [`Host::path`]. A set that fails
+//! part-way is removed by [`create`], which made it.
 
+mod create;
 mod files;
 pub mod mongodb;
 pub mod postgres;
 pub mod redis;
+mod restore;
+pub mod sources;
 
+pub use create::{create, estimate, CreateRequest, Estimate};
 pub use files::FileItem;
+pub use restore::{restore_set, RestoreOptions, RestoreReport, Restored};
 
 use crate::host::Host;
 use crate::state::write_atomic;
@@ -63,6 +72,63 @@ pub struct BackupManifest {
 pub enum Item {
     /// A file, directory or symlink copied under `files/`.
     Files(FileItem),
+    /// A Redis snapshot (RDB).
+    Redis(DatabaseItem),
+    /// A `pg_dump --format=custom` archive.
+    Postgres(DatabaseItem),
+    /// A `mongodump --archive --gzip` archive.
+    Mongodb(DatabaseItem),
+}
+
+impl Item {
+    /// Bytes this item holds in the set.
+    pub fn size(&self) -> u64 {
+        match self {
+            Item::Files(f) => f.size,
+            Item::Redis(d) | Item::Postgres(d) | Item::Mongodb(d) => d.size,
+        }
+    }
+
+    /// `files`, `redis`, `postgres` or `mongodb`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Item::Files(_) => "files",
+            Item::Redis(_) => "redis",
+            Item::Postgres(_) => "postgres",
+            Item::Mongodb(_) => "mongodb",
+        }
+    }
+}
+
+/// A database dump in a set. Never holds a password: `source` is the connection as
+/// `display()` shows it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct DatabaseItem {
+    /// The dump's file name inside the set (`redis.rdb`, `postgres.dump`, ...).
+    pub path_in_set: String,
+    /// The component configuration the connection was read from, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<String>,
+    /// Where it was taken from, without secrets.
+    pub source: String,
+    /// Bytes.
+    pub size: u64,
+    /// sha256 of the dump.
+    pub sha256: String,
+    /// The program that took it, with its version.
+    pub tool: String,
+    /// The server's version, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_version: Option<String>,
+    /// How it was taken (`config-dir-copy`, `replication`, `pg_dump`, ...).
+    pub method: String,
+    /// Checks the dump passed.
+    #[serde(default)]
+    pub checks: Vec<String>,
+    /// When the dump began.
+    pub started: Timestamp,
+    /// When the dump was checked and complete.
+    pub finished: Timestamp,
 }
 
 /// A requested path that produced no item.
@@ -170,6 +236,110 @@ impl BackupSet {
         Ok(())
     }
 
+    /// Copy each of `paths` that exists on the host (as [`BackupSet::add_files`]);
+    /// absent ones are recorded in `skipped` as not present (a component being
+    /// installed fresh has no configuration yet).
+    pub fn add_present_files(&mut self, paths: &[String]) -> Result<()> {
+        for p in paths {
+            let normalized = files::normalize(p)?;
+            if self.host.path(&normalized).symlink_metadata().is_ok() {
+                self.add_files(std::slice::from_ref(p))?;
+            } else {
+                self.skipped.push(Skipped {
+                    pattern: p.clone(),
+                    reason: "not present on this host".into(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Dump a database into the set (`redis.rdb`, `postgres.dump`, `mongodb.archive`)
+    /// and record it. The same source twice (two components sharing one Redis) is
+    /// dumped once.
+    pub fn add_database(
+        &mut self,
+        db: &sources::Database,
+        config: Option<&str>,
+        timeout: std::time::Duration,
+    ) -> Result<()> {
+        let source = db.display();
+        if !self.sources.insert(format!("{}:{source}", db.kind())) {
+            return Ok(());
+        }
+        let (stem, ext) = match db {
+            sources::Database::Redis(..) => ("redis", "rdb"),
+            sources::Database::Postgres(_) => ("postgres", "dump"),
+            sources::Database::Mongodb(_) => ("mongodb", "archive"),
+        };
+        let taken = self.items.iter().filter(|i| i.kind() == stem).count();
+        let file = match taken {
+            0 => format!("{stem}.{ext}"),
+            n => format!("{stem}-{}.{ext}", n + 1),
+        };
+        let out = self.dir.join(&file);
+        let started = self.host.now();
+        let mut item = DatabaseItem {
+            path_in_set: file,
+            config: config.map(String::from),
+            source,
+            size: 0,
+            sha256: String::new(),
+            tool: String::new(),
+            server_version: None,
+            method: String::new(),
+            checks: Vec::new(),
+            started,
+            finished: started,
+        };
+        let mut item = match db {
+            sources::Database::Redis(conn, mode) => {
+                let r = redis::backup(&self.host, conn, *mode, &out, timeout)?;
+                item.size = r.size;
+                item.sha256 = r.sha256;
+                item.tool = format!("ferry-install {}", env!("CARGO_PKG_VERSION"));
+                item.server_version = Some(r.server_version);
+                item.method = serde_json::to_value(r.method)
+                    .ok()
+                    .and_then(|v| v.as_str().map(String::from))
+                    .unwrap_or_default();
+                item.checks = r.checks;
+                item.checks
+                    .insert(0, format!("RDB version {}", r.rdb_version));
+                Item::Redis(item)
+            }
+            sources::Database::Postgres(conn) => {
+                let r = postgres::backup(conn, &out)?;
+                item.size = r.size;
+                item.sha256 = r.sha256;
+                item.tool = r.tool_version;
+                item.server_version = r.server_version;
+                item.method = "pg_dump --format=custom".into();
+                item.checks = vec![format!("pg_restore --list: {} entries", r.toc_entries)];
+                Item::Postgres(item)
+            }
+            sources::Database::Mongodb(conn) => {
+                let r = mongodb::backup(conn, &out)?;
+                item.size = r.size;
+                item.sha256 = r.sha256;
+                item.tool = r.tool_version;
+                item.method = "mongodump --archive --gzip".into();
+                item.checks = vec!["non-empty gzip archive".into()];
+                Item::Mongodb(item)
+            }
+        };
+        if let Item::Redis(d) | Item::Postgres(d) | Item::Mongodb(d) = &mut item {
+            d.finished = self.host.now();
+        }
+        self.items.push(item);
+        Ok(())
+    }
+
+    /// Bytes written into the set so far.
+    pub fn bytes(&self) -> u64 {
+        self.items.iter().map(Item::size).sum()
+    }
+
     /// Write `backup.json` last (temp, fsync, rename, fsync the directory) after
     /// syncing every directory of the set; from then on the set is complete.
     pub fn finish(self) -> Result<BackupManifest> {
@@ -241,7 +411,7 @@ pub fn list_sets(host: &Host, dest: Option<&Path>) -> Result<Vec<SetSummary>> {
 fn summarize(dir: &Path, id: String) -> Result<SetSummary> {
     let problem = match read_manifest(dir) {
         Ok(m) => {
-            let size = m.items.iter().map(|Item::Files(f)| f.size).sum::<u64>();
+            let size = m.items.iter().map(Item::size).sum::<u64>();
             return Ok(SetSummary {
                 id,
                 name: m.name,
@@ -314,7 +484,14 @@ pub fn read_manifest(set_dir: &Path) -> Result<BackupManifest> {
 /// path (an item or anything under a directory named). Returns the restored host paths.
 pub fn restore_files(host: &Host, set_dir: &Path, only: Option<&[String]>) -> Result<Vec<PathBuf>> {
     let manifest = read_manifest(set_dir)?;
-    let all: Vec<&FileItem> = manifest.items.iter().map(|Item::Files(f)| f).collect();
+    let all: Vec<&FileItem> = manifest
+        .items
+        .iter()
+        .filter_map(|i| match i {
+            Item::Files(f) => Some(f),
+            _ => None,
+        })
+        .collect();
     let selected: Vec<&FileItem> =
         match only {
             None => all,

@@ -1,0 +1,253 @@
+//! `backup create` and the backup phase of `apply`: what to back up (from a bundle's
+//! steps and backups, and `installer.toml`), whether it fits, and taking it.
+
+use super::sources::{self, Database};
+use super::{files, BackupManifest, BackupSet};
+use crate::config::Config;
+use crate::host::Host;
+use crate::{Error, Result};
+use ferry_bundle::manifest::{BackupKind, Manifest, Step};
+use ferry_bundle::Reporter;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// How long a database may take to write its dump before the backup gives up.
+pub const DATABASE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
+/// Everything one backup set will hold.
+#[derive(Clone, Debug, Default)]
+pub struct CreateRequest {
+    /// The set's name (its id is `<stamp>-<name>`).
+    pub name: String,
+    /// Configuration files of the steps that will run: copied when present, recorded
+    /// as skipped when the host has none (a component being installed fresh).
+    pub configs: Vec<String>,
+    /// `files` backups: paths (which must exist) and glob patterns (which may match
+    /// nothing).
+    pub files: Vec<String>,
+    /// Database backups with the configuration file their connection came from.
+    pub databases: Vec<(Database, Option<String>)>,
+}
+
+impl CreateRequest {
+    /// The backups applying `manifest` takes: every config of the steps in `running`,
+    /// the manifest's `[[backup]]`s, then the host's own from `installer.toml`.
+    pub fn for_bundle(
+        host: &Host,
+        config: &Config,
+        manifest: &Manifest,
+        running: &[&Step],
+    ) -> Result<CreateRequest> {
+        let mut request = CreateRequest {
+            name: manifest.name.clone(),
+            ..CreateRequest::default()
+        };
+        for step in running {
+            for c in &step.configs {
+                push_unique(&mut request.configs, c);
+            }
+        }
+        request.add_backups(host, config, manifest.backups.iter())?;
+        request.add_backups(host, config, config.backup.iter())?;
+        Ok(request)
+    }
+
+    /// The backups `installer.toml` lists, for `backup create` without a bundle.
+    pub fn for_host(host: &Host, config: &Config) -> Result<CreateRequest> {
+        if config.backup.is_empty() {
+            return Err(Error::Usage(format!(
+                "nothing to back up: give a bundle (its steps and backups say what), or list [[backup]] entries in {}",
+                config.describe()
+            )));
+        }
+        let mut request = CreateRequest {
+            name: "manual".into(),
+            ..CreateRequest::default()
+        };
+        request.add_backups(host, config, config.backup.iter())?;
+        Ok(request)
+    }
+
+    fn add_backups<'a>(
+        &mut self,
+        host: &Host,
+        config: &Config,
+        backups: impl Iterator<Item = &'a ferry_bundle::manifest::Backup>,
+    ) -> Result<()> {
+        for b in backups {
+            if b.kind == BackupKind::Files {
+                for p in &b.paths {
+                    push_unique(&mut self.files, p);
+                }
+                continue;
+            }
+            let db = sources::resolve(host, config, b)?;
+            let key = (db.kind(), db.display());
+            if !self
+                .databases
+                .iter()
+                .any(|(d, _)| (d.kind(), d.display()) == key)
+            {
+                self.databases.push((db, b.config.clone()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every program the databases' dumps run, with its Debian package.
+    pub fn tools(&self) -> Vec<(&'static str, &'static str)> {
+        let mut tools: Vec<_> = self
+            .databases
+            .iter()
+            .filter_map(|(d, _)| d.tool())
+            .collect();
+        tools.sort();
+        tools.dedup();
+        tools
+    }
+}
+
+fn push_unique(list: &mut Vec<String>, item: &str) {
+    if !list.iter().any(|x| x == item) {
+        list.push(item.to_string());
+    }
+}
+
+/// How much room a backup needs.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Estimate {
+    /// Bytes of the files to copy (exact, as they are now).
+    pub files: u64,
+    /// Per database (`kind source`): its dump size is only known once taken.
+    pub databases: Vec<String>,
+}
+
+impl Estimate {
+    /// Bytes known to be needed.
+    pub fn known(&self) -> u64 {
+        self.files
+    }
+}
+
+/// Measure what `request` will copy; reads only.
+pub fn estimate(host: &Host, request: &CreateRequest) -> Result<Estimate> {
+    let mut bytes = 0;
+    let mut seen = std::collections::BTreeSet::new();
+    for path in request.configs.iter().chain(&request.files) {
+        let paths = if files::is_glob(path) {
+            files::expand_glob(host, path)?
+        } else {
+            vec![files::normalize(path)?]
+        };
+        for p in paths {
+            if seen.insert(p.clone()) {
+                bytes += files::tree_size(&host.path(&p));
+            }
+        }
+    }
+    Ok(Estimate {
+        files: bytes,
+        databases: request
+            .databases
+            .iter()
+            .map(|(d, _)| format!("{} {}", d.kind(), d.display()))
+            .collect(),
+    })
+}
+
+/// Take the backup set `request` describes, under `dest` (default the host's backup
+/// directory). Checks the free space first (exit code 4 when the files alone do not
+/// fit). On any failure the half-written set is removed and the error says what was
+/// needed; on success `backup.json` is written last.
+pub fn create(
+    host: &Host,
+    config: &Config,
+    dest: Option<&Path>,
+    request: &CreateRequest,
+    reporter: &dyn Reporter,
+) -> Result<BackupManifest> {
+    let configured = config.backup_dir.as_ref().map(|d| host.path(d));
+    let dest = dest.map(Path::to_path_buf).or(configured);
+    let base = super::backups_dir(host, dest.as_deref());
+    let estimate = estimate(host, request)?;
+    let available = available_at(&base)?;
+    let needed = estimate.known() + estimate.known().div_ceil(10);
+    if available < needed {
+        return Err(Error::NoSpace {
+            path: base,
+            needed,
+            available,
+            what: "the files to back up, plus 10%".into(),
+        });
+    }
+    let mut set = BackupSet::begin(host, dest.as_deref(), &request.name, host.now())?;
+    reporter.step(&format!("backup set {}", set.dir().display()));
+    match fill(&mut set, request, reporter) {
+        Ok(()) => set.finish(),
+        Err(e) => {
+            let written = set.bytes();
+            let dir = set.dir().to_path_buf();
+            drop(set);
+            let removed = std::fs::remove_dir_all(&dir);
+            let left = available_at(&base).unwrap_or(0);
+            let full = is_no_space(&e) || left < 1024 * 1024;
+            let removed_note = match removed {
+                Ok(()) => format!("the incomplete set {} was removed", dir.display()),
+                Err(re) => format!(
+                    "the incomplete set {} could not be removed ({re}); it has no backup.json and is listed as INCOMPLETE",
+                    dir.display()
+                ),
+            };
+            if full {
+                return Err(Error::Backup {
+                    path: dir,
+                    message: format!(
+                        "the backup destination filled up after {written} bytes ({:.1} MiB); the set needs more than that: {} bytes of files{} ({e})",
+                        written as f64 / MIB,
+                        estimate.files,
+                        if estimate.databases.is_empty() { String::new() } else { format!(" plus the dumps of {}", estimate.databases.join(", ")) },
+                    ),
+                    help: format!("{removed_note}. Free space where backups go ({:.1} MiB available when it started), or choose another place with --dest or backup_dir in installer.toml", available as f64 / MIB),
+                });
+            }
+            reporter.warn(&removed_note);
+            Err(e)
+        }
+    }
+}
+
+fn fill(set: &mut BackupSet, request: &CreateRequest, reporter: &dyn Reporter) -> Result<()> {
+    set.add_present_files(&request.configs)?;
+    set.add_files(&request.files)?;
+    for (db, config) in &request.databases {
+        reporter.step(&format!("dumping {} {}", db.kind(), db.display()));
+        set.add_database(db, config.as_deref(), DATABASE_TIMEOUT)?;
+    }
+    Ok(())
+}
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+fn is_no_space(e: &Error) -> bool {
+    match e {
+        Error::Io { source, .. } => source.raw_os_error() == Some(libc::ENOSPC),
+        other => {
+            let text = other.to_string();
+            text.contains("No space left on device") || text.contains("ENOSPC")
+        }
+    }
+}
+
+/// Free bytes for unprivileged writers on the filesystem holding `dir` (or its nearest
+/// existing ancestor).
+pub fn available_at(dir: &Path) -> Result<u64> {
+    let mut probe: PathBuf = dir.to_path_buf();
+    while !probe.exists() {
+        match probe.parent() {
+            Some(p) => probe = p.to_path_buf(),
+            None => break,
+        }
+    }
+    crate::host::available_bytes(&probe).map_err(|e| Error::io(&probe, e))
+}
