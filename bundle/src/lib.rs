@@ -17,7 +17,8 @@ mod writer;
 pub use error::{Error, Result};
 pub use inventory::{InstalledPackage, Inventory, OsRelease};
 pub use manifest::{
-    Backup, BackupKind, FileEntry, Health, Image, Manifest, Package, Role, Step, Target, FORMAT,
+    Backup, BackupKind, FileEntry, Health, HealthSource, Image, Manifest, Package, Place, Role,
+    Step, Target, FORMAT,
 };
 pub use reader::{
     read_bundle, read_manifest, Check, EmbeddedSignature, Freshness, ReadReport, TrustPolicy,

@@ -162,6 +162,28 @@ pub struct Step {
     /// Health check after the restart.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<Health>,
+    /// Bundle files put in place on the host before the step's dpkg call (Go plugins
+    /// compiled for the new version, placed beside the old ones).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub place: Vec<Place>,
+}
+
+/// A bundle file copied onto the host before a step.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Place {
+    /// The file in the bundle (`files/...`).
+    pub file: String,
+    /// Absolute host path it is copied to (an existing file there is replaced; the
+    /// backup set holds the old one when its directory is backed up).
+    pub dest: String,
+    /// Permission bits, four octal digits.
+    #[serde(default = "default_place_mode")]
+    pub mode: String,
+}
+
+fn default_place_mode() -> String {
+    "0644".into()
 }
 
 /// An HTTP health check.
@@ -176,6 +198,23 @@ pub struct Health {
     /// How long to keep trying.
     #[serde(default = "default_health_timeout")]
     pub timeout_secs: u64,
+    /// Values of `status` that pass with a warning in the summary (Tyk's `warn`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warn_status: Vec<String>,
+    /// Work the URL out on the host from the component's installed configuration
+    /// (ports and endpoint names differ between hosts); `url` is the fallback.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub derive: Option<HealthSource>,
+}
+
+/// Where a health URL is derived from on the host.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthSource {
+    /// The rules to apply: `tyk-gateway`, `tyk-dashboard` or `tyk-pump`.
+    pub profile: String,
+    /// The configuration file to read (host path).
+    pub config: String,
 }
 
 fn default_health_timeout() -> u64 {
@@ -208,6 +247,11 @@ pub struct Backup {
     /// For `files`: paths or globs to copy.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub paths: Vec<String>,
+    /// Skip (and record) this backup on a host where its `config` is absent or names no
+    /// such connection, instead of failing: components often live on separate hosts,
+    /// and a Dashboard uses MongoDB or PostgreSQL, not both.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub optional: bool,
 }
 
 impl Manifest {

@@ -821,6 +821,10 @@ fn print_plan_with(plan: &Plan, extra: &[Failure]) {
     if !plan.backups.is_empty() {
         println!("backups");
         for b in &plan.backups {
+            if let Some(why) = &b.skipped {
+                println!("  skipped  {} ({why})", b.paths.join(" "));
+                continue;
+            }
             let what = match (&b.source, &b.config) {
                 (Some(source), Some(config)) => format!("{source} (from {config})"),
                 (Some(source), None) => source.clone(),

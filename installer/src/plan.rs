@@ -99,6 +99,9 @@ pub struct BackupPlan {
     /// Bytes it will take, when known before taking it (files).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub estimated_bytes: Option<u64>,
+    /// Why an optional backup is left out on this host.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
 }
 
 /// One failed preflight check.
@@ -515,6 +518,7 @@ fn backup_plans(request: &CreateRequest, estimate: &Estimate) -> Vec<BackupPlan>
                 .collect(),
             source: None,
             estimated_bytes: Some(estimate.files),
+            skipped: None,
         });
     }
     for (db, config) in &request.databases {
@@ -524,6 +528,17 @@ fn backup_plans(request: &CreateRequest, estimate: &Estimate) -> Vec<BackupPlan>
             paths: Vec::new(),
             source: Some(db.display()),
             estimated_bytes: None,
+            skipped: None,
+        });
+    }
+    for s in &request.skipped {
+        plans.push(BackupPlan {
+            kind: "skipped".into(),
+            config: None,
+            paths: vec![s.pattern.clone()],
+            source: None,
+            estimated_bytes: None,
+            skipped: Some(s.reason.clone()),
         });
     }
     plans

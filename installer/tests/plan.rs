@@ -53,6 +53,7 @@ fn step(component: &str, packages: &[&str], only_if_installed: bool) -> Step {
         configs: vec![format!("/opt/tyk-{component}/tyk.conf")],
         only_if_installed,
         health: None,
+        place: vec![],
     }
 }
 
@@ -89,6 +90,7 @@ fn manifest() -> Manifest {
             kind: BackupKind::Redis,
             config: Some("/opt/tyk-gateway/tyk.conf".into()),
             paths: vec![],
+            optional: false,
         }],
         notes: vec!["Go plugins must be recompiled for 5.2.5".into()],
     }
@@ -430,6 +432,7 @@ fn missing_pg_dump_fails_preflight_naming_postgresql_client() {
         kind: BackupKind::Postgres,
         config: Some("/opt/tyk-dashboard/tyk_analytics.conf".into()),
         paths: vec![],
+        optional: false,
     });
     let host = TestHost::new(m);
     host.write(

@@ -90,17 +90,20 @@ fn backup_create_takes_configs_postgres_and_mongodb_and_restore_brings_them_back
         ],
         only_if_installed: false,
         health: None,
+        place: vec![],
     }];
     m.backups = vec![
         Backup {
             kind: BackupKind::Postgres,
             config: Some("/opt/tyk-dashboard/tyk_analytics.conf".into()),
             paths: vec![],
+            optional: false,
         },
         Backup {
             kind: BackupKind::Mongodb,
             config: Some("/opt/tyk-dashboard/tyk_analytics.conf".into()),
             paths: vec![],
+            optional: false,
         },
     ];
     let bundle = sign_bundle(&dir.join("media"), m, &[]);
@@ -207,6 +210,7 @@ fn backup_create_with_a_missing_mongodump_exits_4_and_writes_nothing() {
         kind: BackupKind::Mongodb,
         config: Some("/opt/tyk-dashboard/tyk_analytics.conf".into()),
         paths: vec![],
+        optional: false,
     }];
     let bundle = sign_bundle(&dir.join("media"), m, &[]);
     // The system PATH: dpkg is there, mongodump is not (MongoDB's tools are not Debian

@@ -28,6 +28,8 @@ pub struct CreateRequest {
     pub files: Vec<String>,
     /// Database backups with the configuration file their connection came from.
     pub databases: Vec<(Database, Option<String>)>,
+    /// Optional backups left out on this host, with why.
+    pub skipped: Vec<super::Skipped>,
 }
 
 impl CreateRequest {
@@ -78,11 +80,48 @@ impl CreateRequest {
         for b in backups {
             if b.kind == BackupKind::Files {
                 for p in &b.paths {
-                    push_unique(&mut self.files, p);
+                    let absent = b.optional
+                        && !files::is_glob(p)
+                        && host.path(p).symlink_metadata().is_err();
+                    if absent {
+                        self.skipped.push(super::Skipped {
+                            pattern: p.clone(),
+                            reason: "optional, not present on this host".into(),
+                        });
+                    } else {
+                        push_unique(&mut self.files, p);
+                    }
                 }
                 continue;
             }
-            let db = sources::resolve(host, config, b)?;
+            let kind = serde_json::to_value(b.kind)
+                .ok()
+                .and_then(|v| v.as_str().map(String::from))
+                .unwrap_or_default();
+            let config_absent = b
+                .config
+                .as_ref()
+                .is_some_and(|c| host.path(c).symlink_metadata().is_err());
+            if b.optional && config_absent {
+                self.skipped.push(super::Skipped {
+                    pattern: format!("{kind} from {}", b.config.as_deref().unwrap_or("")),
+                    reason: "optional, its configuration is not on this host".into(),
+                });
+                continue;
+            }
+            let db = match sources::resolve(host, config, b) {
+                Ok(db) => db,
+                Err(Error::Backup { message, .. })
+                    if b.optional && message.contains("connection found") =>
+                {
+                    self.skipped.push(super::Skipped {
+                        pattern: format!("{kind} from {}", b.config.as_deref().unwrap_or("")),
+                        reason: format!("optional, {message}"),
+                    });
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             let key = (db.kind(), db.display());
             if !self
                 .databases
@@ -218,6 +257,9 @@ pub fn create(
 }
 
 fn fill(set: &mut BackupSet, request: &CreateRequest, reporter: &dyn Reporter) -> Result<()> {
+    for s in &request.skipped {
+        set.skip(s.clone());
+    }
     set.add_present_files(&request.configs)?;
     set.add_files(&request.files)?;
     for (db, config) in &request.databases {

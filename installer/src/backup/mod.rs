@@ -236,6 +236,11 @@ impl BackupSet {
         Ok(())
     }
 
+    /// Record something requested that this set does not hold, with why.
+    pub fn skip(&mut self, skipped: Skipped) {
+        self.skipped.push(skipped);
+    }
+
     /// Copy each of `paths` that exists on the host (as [`BackupSet::add_files`]);
     /// absent ones are recorded in `skipped` as not present (a component being
     /// installed fresh has no configuration yet).

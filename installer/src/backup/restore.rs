@@ -258,6 +258,7 @@ fn target_for(
             kind,
             config: d.config.clone(),
             paths: Vec::new(),
+            optional: false,
         };
         sources::resolve_from(host, config, &backup, copy).map_err(|e| Error::Backup {
             path: PathBuf::from(d.config.clone().unwrap_or_default()),
