@@ -1,5 +1,6 @@
 //! End-to-end tests: the real binaries, real files, real `minisign`.
 
+mod apply;
 mod apt;
 mod backup_cli;
 mod backup_db;

@@ -124,6 +124,8 @@ impl Summary {
     /// The exit code DESIGN.md assigns: 0, 5 (rolled back) or 6 (rollback incomplete).
     pub fn exit_code(&self) -> u8 {
         match self.outcome.as_str() {
+            // Asked for: `rollback` did what it was told.
+            "rolled-back" if self.operation == "rollback" => 0,
             "rolled-back" => 5,
             "rollback-failed" => 6,
             _ => 0,
@@ -240,9 +242,9 @@ pub fn apply(
         true,
         reporter,
     )?;
-    let mut steps = step_records(config, &plan);
+    let mut steps = step_records(&plan);
     let mut failures = rollback_preflight(host, &manifest, &steps, &staging, opts.no_rollback);
-    failures.extend(health_preflight(&steps));
+    failures.extend(health_preflight(host, config, &steps));
     operator.show_plan(&plan, &failures);
     let total_failures = plan.preflight.failures.len() + failures.len();
     if total_failures > 0 {
@@ -492,22 +494,11 @@ impl Drop for StagingGuard {
 
 /// Journal steps from the plan: dependencies first, packages already at the bundle's
 /// version left out, steps with nothing to install skipped.
-fn step_records(config: &Config, plan: &Plan) -> Vec<StepRecord> {
+fn step_records(plan: &Plan) -> Vec<StepRecord> {
     let mut records = Vec::new();
     for step in &plan.manifest.steps {
         let planned = plan.steps.iter().find(|p| p.component == step.component);
-        let mut health = step.health.clone();
-        if let (Some(h), Some(o)) = (health.as_mut(), config.health.get(&step.component)) {
-            if let Some(url) = &o.url {
-                h.url = url.clone();
-            }
-            if let Some(j) = &o.json_status {
-                h.json_status = j.clone();
-            }
-            if let Some(t) = o.timeout_secs {
-                h.timeout_secs = t;
-            }
-        }
+        let health = step.health.clone();
         let mut record = StepRecord {
             component: step.component.clone(),
             packages: Vec::new(),
@@ -617,12 +608,38 @@ fn rollback_preflight(
     failures
 }
 
-fn health_preflight(steps: &[StepRecord]) -> Vec<Failure> {
+/// A step's health check as this host runs it: the bundle's, with the URL derived from
+/// the installed configuration where the bundle says so, then `installer.toml`'s
+/// `[health.<component>]` on top. Read afresh each time, so a fixed `installer.toml`
+/// takes effect on `resume`.
+pub fn effective_health(
+    host: &Host,
+    config: &Config,
+    step: &StepRecord,
+) -> Option<ferry_bundle::manifest::Health> {
+    let mut h = step.health.clone()?;
+    if let Some(o) = config.health.get(&step.component) {
+        if let Some(url) = &o.url {
+            h.url = url.clone();
+        }
+        if let Some(j) = &o.json_status {
+            h.json_status = j.clone();
+        }
+        if let Some(t) = o.timeout_secs {
+            h.timeout_secs = t;
+        }
+    }
+    let _ = host;
+    Some(h)
+}
+
+fn health_preflight(host: &Host, config: &Config, steps: &[StepRecord]) -> Vec<Failure> {
     steps
         .iter()
         .filter(|s| s.state != StepState::Skipped)
         .filter_map(|s| {
-            let h = s.health.as_ref()?;
+            let h = effective_health(host, config, s)?;
+            let h = &h;
             health::check_url(&h.url).err().map(|message| Failure {
                 check: "health",
                 message: format!("step {}: {message}", s.component),
@@ -677,7 +694,7 @@ fn rows(steps: &[StepRecord]) -> Vec<ComponentRow> {
                     list(&|p| Some(p.after.clone()))
                 }
                 StepState::Skipped => "(skipped)".into(),
-                StepState::RolledBack => before.clone(),
+                StepState::RolledBack | StepState::Pending => before.clone(),
                 _ => "?".into(),
             };
             let duration = match (s.started, s.finished) {
@@ -952,7 +969,7 @@ impl<'a> Run<'a> {
         self.journal.steps[i].state = StepState::Restarted;
         self.save()?;
         checkpoint(&format!("after-restart-{component}"));
-        if let Some(h) = self.journal.steps[i].health.clone() {
+        if let Some(h) = effective_health(self.host, self.config, &self.journal.steps[i]) {
             self.say(&format!(
                 "step {component}: waiting for {} (up to {} s)",
                 h.url, h.timeout_secs
@@ -1032,7 +1049,6 @@ impl<'a> Run<'a> {
                 );
                 return Ok(self.summary(operation, "rollback-failed", Some(next)));
             }
-            checkpoint("mid-rollback");
         }
         self.journal.rollback_problems = problems;
         self.journal.phase = Phase::RolledBack;
@@ -1065,6 +1081,7 @@ impl<'a> Run<'a> {
                 &format!("reinstalling the previous packages of {component}"),
             )?;
         }
+        checkpoint("mid-rollback");
         // 2. Packages the step added.
         let added: Vec<String> = self.journal.steps[i]
             .packages
@@ -1092,7 +1109,7 @@ impl<'a> Run<'a> {
             if let Some(service) = self.journal.steps[i].service.clone() {
                 self.manager.restart(&service, &mut self.log)?;
             }
-            if let Some(h) = self.journal.steps[i].health.clone() {
+            if let Some(h) = effective_health(self.host, self.config, &self.journal.steps[i]) {
                 match health::wait_healthy(&h, &mut self.log) {
                     Ok(r) => {
                         self.journal.steps[i].health_result = Some(format!("{r} (rolled back)"))
@@ -1298,9 +1315,9 @@ fn dry_run(
     )?;
     let stamp = compact_stamp(host.now());
     let staging = host.path(format!("{STAGING_DIR}/{stamp}"));
-    let steps = step_records(config, &plan);
+    let steps = step_records(&plan);
     let mut failures = rollback_preflight(host, &manifest, &steps, &staging, opts.no_rollback);
-    failures.extend(health_preflight(&steps));
+    failures.extend(health_preflight(host, config, &steps));
     operator.show_plan(&plan, &failures);
     let total = plan.preflight.failures.len() + failures.len();
     if total > 0 {
@@ -1372,7 +1389,7 @@ fn dry_run(
                 None => format!("(service manager none: {service} not restarted)"),
             });
         }
-        if let Some(h) = &step.health {
+        if let Some(h) = effective_health(host, config, step) {
             commands.push(format!(
                 "GET {} until JSON status is one of [{}] (up to {} s)",
                 h.url,
