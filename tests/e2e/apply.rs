@@ -214,7 +214,7 @@ fn apply_upgrades_in_order_with_backup_and_summary() {
     // An administrator's change to a conffile survives the upgrade.
     let conf = s.root.join("/opt/tyk-gateway/tyk.conf");
     let mut edited = std::fs::read_to_string(&conf).unwrap();
-    edited.push_str("\n");
+    edited.push('\n');
     edited = edited.replace("8080", "8181");
     std::fs::write(&conf, &edited).unwrap();
     let log_before = s.root.order_log().len();
