@@ -290,6 +290,106 @@ fn apply_upgrades_in_order_with_backup_and_summary() {
     s.assert_consistent();
 }
 
+/// The gateway listens where this host's `tyk.conf` says (the bundle's URL is only a
+/// fallback), a plugin is placed beside the old one before dpkg runs, and `--components`
+/// limits the run; a rollback removes the placed plugin again.
+#[test]
+fn apply_derives_health_from_the_config_and_places_plugins() {
+    use ferry_bundle::manifest::{HealthSource, Place};
+    let mut s = scenario(Setup {
+        timeout_secs: 3,
+        ..Setup::default()
+    });
+    let port = s.servers["gateway"]
+        .url()
+        .split(':')
+        .nth(2)
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let conf = s.root.join("/opt/tyk-gateway/tyk.conf");
+    let mut json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&conf).unwrap()).unwrap();
+    json["listen_port"] = serde_json::json!(port.parse::<u16>().unwrap());
+    std::fs::write(&conf, serde_json::to_vec_pretty(&json).unwrap()).unwrap();
+    // A bundle whose gateway health URL is wrong but derivable, with a plugin to place.
+    let plugin = s
+        ._work
+        .write("plugin_v2.0_linux_amd64.so", b"\x7fELF plugin 2.0");
+    let mut m =
+        ferry_bundle::read_manifest(&ferry_bundle::BundleSource::open(&s.bundle.path).unwrap())
+            .unwrap()
+            .manifest;
+    let mut payload: Vec<(String, PathBuf)> = Vec::new();
+    for p in &m.packages {
+        let src = s
+            ._work
+            .join(format!("v2-{}", p.name.trim_start_matches("tyk-")))
+            .join(format!("{}_2.0_all.deb", p.name));
+        payload.push((p.file.clone(), src));
+    }
+    payload.push(("files/plugins/plugin_v2.0_linux_amd64.so".into(), plugin));
+    let gw = m
+        .steps
+        .iter_mut()
+        .find(|st| st.component == "gateway")
+        .unwrap();
+    let health = gw.health.as_mut().unwrap();
+    health.url = "http://127.0.0.1:9/hello".into();
+    health.derive = Some(HealthSource {
+        profile: "tyk-gateway".into(),
+        config: "/opt/tyk-gateway/tyk.conf".into(),
+    });
+    gw.place = vec![Place {
+        file: "files/plugins/plugin_v2.0_linux_amd64.so".into(),
+        dest: "/opt/tyk-gateway/middleware/plugin_v2.0_linux_amd64.so".into(),
+        mode: "0644".into(),
+    }];
+    s.bundle = sign_bundle(&s._work.join("media2"), m, &payload);
+
+    let out = s.apply(&["--components", "gateway"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(
+        s.versions(),
+        [Some("1.0".into()), Some("2.0".into()), Some("1.0".into())]
+    );
+    let placed = s
+        .root
+        .join("/opt/tyk-gateway/middleware/plugin_v2.0_linux_amd64.so");
+    assert_eq!(std::fs::read(&placed).unwrap(), b"\x7fELF plugin 2.0");
+    let out = s.ferry(&["rollback"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(!placed.exists(), "the placed plugin is taken back");
+    assert_eq!(s.versions(), all("1.0"));
+    s.assert_consistent();
+}
+
+/// Without `--yes` and without a terminal, apply refuses to ask and changes nothing.
+#[test]
+fn apply_without_yes_and_without_a_terminal_refuses() {
+    let s = scenario(Setup::default());
+    let mut args = vec![
+        "apply",
+        s.bundle.path.to_str().unwrap(),
+        "--trust",
+        s.bundle.trust.to_str().unwrap(),
+    ];
+    args.push("--quiet");
+    let out = s.ferry(&args, &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--yes"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(s.versions(), all("1.0"));
+    let staging = s.root.join("/var/lib/ferry/staging");
+    assert_eq!(std::fs::read_dir(&staging).unwrap().count(), 0);
+    assert!(!s.root.join("/var/lib/ferry/journal.json").exists());
+}
+
 #[test]
 fn apply_skips_a_component_the_host_does_not_have() {
     let s = scenario(Setup {

@@ -63,6 +63,9 @@ pub fn check_once(health: &Health) -> Attempt {
         Some(s) if health.json_status.contains(&s) => {
             Attempt::Pass(format!("HTTP {status}, status {s:?}"))
         }
+        Some(s) if health.warn_status.contains(&s) => Attempt::Pass(format!(
+            "HTTP {status}, status {s:?} (WARNING: passes with a warning; check the component's details)"
+        )),
         Some(s) => Attempt::Unhealthy(format!(
             "HTTP {status}, status {s:?} (accepted: {})",
             health.json_status.join(", ")

@@ -10,7 +10,7 @@ use crate::capture::Captured;
 use crate::host::Host;
 use crate::state::write_atomic;
 use crate::{Error, Result};
-use ferry_bundle::manifest::{Health, Manifest};
+use ferry_bundle::manifest::{Health, Manifest, Place};
 use ferry_bundle::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -102,8 +102,14 @@ pub struct StepRecord {
     pub service: Option<String>,
     /// Config files restored on rollback.
     pub configs: Vec<String>,
-    /// Health check.
+    /// Health check (as the bundle has it; `installer.toml` and derivation apply at use).
     pub health: Option<Health>,
+    /// Bundle files put in place before the step's dpkg call.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub place: Vec<Place>,
+    /// Files this run put in place, and whether something was there before.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub placed: Vec<Placed>,
     /// Whether a package of the step was installed before the run (then its service
     /// is restarted and checked after a rollback too).
     pub was_installed: bool,
@@ -121,6 +127,16 @@ pub struct StepRecord {
     /// When it became healthy (or failed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished: Option<Timestamp>,
+}
+
+/// A file put in place by a step.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Placed {
+    /// Host path.
+    pub dest: String,
+    /// Something was at `dest` before (it is restored from the backup set on rollback;
+    /// otherwise the file is removed).
+    pub existed: bool,
 }
 
 /// The whole journal.

@@ -33,7 +33,7 @@ use crate::state::{ChannelState, HistoryEntry, State};
 use crate::verify::{verify_bundle, VerifyRequest};
 use crate::{Error, Result};
 use dpkg::DpkgCall;
-use ferry_bundle::manifest::{Manifest, Role};
+use ferry_bundle::manifest::{Manifest, Place, Role};
 use ferry_bundle::{Reporter, Timestamp};
 use journal::{
     Journal, PackageRecord, Phase, StepRecord, StepState, JOURNAL_FORMAT, ROLLBACK_DIR, STAGING_DIR,
@@ -505,6 +505,8 @@ fn step_records(plan: &Plan) -> Vec<StepRecord> {
             service: step.service.clone(),
             configs: step.configs.clone(),
             health,
+            place: step.place.clone(),
+            placed: Vec::new(),
             was_installed: false,
             state: StepState::Pending,
             detail: None,
@@ -618,6 +620,16 @@ pub fn effective_health(
     step: &StepRecord,
 ) -> Option<ferry_bundle::manifest::Health> {
     let mut h = step.health.clone()?;
+    if let Some(source) = &h.derive {
+        match crate::tyk::derive_health_url(host, &source.profile, &source.config) {
+            Ok(url) => h.url = url,
+            Err(why) => tracing::info!(
+                "step {}: health URL not derived ({why}); using {}",
+                step.component,
+                h.url
+            ),
+        }
+    }
     if let Some(o) = config.health.get(&step.component) {
         if let Some(url) = &o.url {
             h.url = url.clone();
@@ -629,7 +641,6 @@ pub fn effective_health(
             h.timeout_secs = t;
         }
     }
-    let _ = host;
     Some(h)
 }
 
@@ -946,6 +957,9 @@ impl<'a> Run<'a> {
             step.health_result = None;
         }
         self.save()?;
+        for place in self.journal.steps[i].place.clone() {
+            self.place_file(i, &staging, &place)?;
+        }
         let debs: Vec<PathBuf> = self.journal.steps[i]
             .packages
             .iter()
@@ -989,6 +1003,79 @@ impl<'a> Run<'a> {
         step.finished = Some(self.host.now());
         self.save()?;
         self.say(&format!("step {component}: healthy"));
+        Ok(())
+    }
+
+    /// Copy a staged bundle file to its place on the host (temp file, fsync, rename).
+    fn place_file(&mut self, i: usize, staging: &Path, place: &Place) -> Result<()> {
+        use std::io::Write;
+        use std::os::unix::fs::PermissionsExt;
+        let dest = self.host.path(&place.dest);
+        if !self.journal.steps[i]
+            .placed
+            .iter()
+            .any(|p| p.dest == place.dest)
+        {
+            let existed = dest.symlink_metadata().is_ok();
+            self.journal.steps[i].placed.push(journal::Placed {
+                dest: place.dest.clone(),
+                existed,
+            });
+            self.save()?;
+        }
+        let mode = u32::from_str_radix(&place.mode, 8).unwrap_or(0o644) & 0o777;
+        let dir = dest
+            .parent()
+            .ok_or_else(|| Error::Usage(format!("{}: no directory", place.dest)))?;
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let tmp = dir.join(format!(
+            ".{}.ferry-tmp",
+            dest.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        ));
+        let bytes = std::fs::read(staging.join(&place.file))
+            .map_err(|e| Error::io(staging.join(&place.file), e))?;
+        let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        f.write_all(&bytes)
+            .and_then(|()| f.set_permissions(std::fs::Permissions::from_mode(mode)))
+            .and_then(|()| f.sync_all())
+            .map_err(|e| Error::io(&tmp, e))?;
+        std::fs::rename(&tmp, &dest).map_err(|e| Error::io(&dest, e))?;
+        self.say(&format!("placed {} at {}", place.file, place.dest));
+        Ok(())
+    }
+
+    /// Take back what a step placed: restore what was there from the backup set, or
+    /// remove the file.
+    fn unplace(&mut self, i: usize, problems: &mut Vec<String>) -> Result<()> {
+        for placed in self.journal.steps[i].placed.clone() {
+            let dest = self.host.path(&placed.dest);
+            if !placed.existed {
+                match std::fs::remove_file(&dest) {
+                    Ok(()) => self.log.line(&format!("removed {}", placed.dest)),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(Error::io(&dest, e)),
+                }
+                continue;
+            }
+            let held = self.journal.backup_dir.clone().filter(|dir| {
+                read_backup_manifest(dir).is_ok_and(|set| {
+                    set.items
+                        .iter()
+                        .any(|item| matches!(item, Item::Files(f) if f.source == placed.dest))
+                })
+            });
+            match held {
+                Some(dir) => {
+                    restore_files(self.host, &dir, Some(std::slice::from_ref(&placed.dest)))?;
+                }
+                None => problems.push(format!(
+                    "{} was replaced and the backup set does not hold the old one",
+                    placed.dest
+                )),
+            }
+        }
         Ok(())
     }
 
@@ -1102,8 +1189,9 @@ impl<'a> Run<'a> {
                 ));
             }
         }
-        // 3. Its configuration files, exactly as backed up.
+        // 3. Its configuration files, exactly as backed up, and what it placed.
         self.restore_configs(i)?;
+        self.unplace(i, problems)?;
         // 4. Its service, if it ran before.
         if self.journal.steps[i].was_installed {
             if let Some(service) = self.journal.steps[i].service.clone() {
@@ -1379,6 +1467,14 @@ fn dry_run(
             .filter(|p| p.before.as_deref() != Some(&p.after))
             .map(|p| staging.join(&p.file))
             .collect();
+        for place in &step.place {
+            commands.push(format!(
+                "place {} at {} (mode {})",
+                staging.join(&place.file).display(),
+                place.dest,
+                place.mode
+            ));
+        }
         commands.push(format!(
             "DPKG_FRONTEND_LOCKED=1 {}",
             DpkgCall::install(host, &debs).display()

@@ -79,7 +79,49 @@ impl CreateRequest {
     ) -> Result<()> {
         for b in backups {
             if b.kind == BackupKind::Files {
-                for p in &b.paths {
+                let mut paths = b.paths.clone();
+                if let Some(conf) = &b.config {
+                    match std::fs::read(host.path(conf)) {
+                        Ok(bytes) => {
+                            let json: serde_json::Value =
+                                serde_json::from_slice(&bytes).map_err(|e| Error::Backup {
+                                    path: PathBuf::from(conf),
+                                    message: format!("not valid JSON: {e}"),
+                                    help: "fix the file: the files it names are backed up from it"
+                                        .into(),
+                                })?;
+                            // What the config names is taken when it exists.
+                            for p in crate::tyk::referenced_paths(&json) {
+                                if host.path(&p).symlink_metadata().is_ok() {
+                                    paths.push(p);
+                                } else {
+                                    self.skipped.push(super::Skipped {
+                                        pattern: p,
+                                        reason: format!(
+                                            "named in {conf}, not present on this host"
+                                        ),
+                                    });
+                                }
+                            }
+                        }
+                        Err(_) if b.optional => {
+                            self.skipped.push(super::Skipped {
+                                pattern: format!("files named in {conf}"),
+                                reason: "optional, the configuration is not on this host".into(),
+                            });
+                        }
+                        Err(e) => {
+                            return Err(Error::Backup {
+                                path: host.path(conf),
+                                message: format!(
+                                    "cannot read the configuration whose files are backed up: {e}"
+                                ),
+                                help: "is the component installed here?".into(),
+                            })
+                        }
+                    }
+                }
+                for p in &paths {
                     let absent = b.optional
                         && !files::is_glob(p)
                         && host.path(p).symlink_metadata().is_err();
