@@ -237,3 +237,116 @@ fn backup_create_with_a_missing_mongodump_exits_4_and_writes_nothing() {
     );
     assert_eq!(ferry_tests::snapshot(&root), before);
 }
+
+/// Redis through the CLI: the connection from a gateway's `tyk.conf` (with a password),
+/// CONFIG disabled so the snapshot comes over replication, restore into a server named
+/// with `--redis-target`; and a destination that fills up during the dump fails
+/// cleanly, removes the half-written set and says how much space was needed.
+#[test]
+fn redis_backup_through_the_cli_and_a_destination_that_fills_up() {
+    use ferry_tests::redis_server::{RedisOptions, RedisServer};
+    let redis = RedisServer::start(RedisOptions {
+        password: Some("r3dis-pw".into()),
+        rename_config: true,
+        ..RedisOptions::default()
+    });
+    let mut client = redis.client();
+    for i in 0..64 {
+        let value = ferry_tests::noise(64 * 1024, i);
+        client.cmd_raw(&[b"SET", format!("apikey-{i}").as_bytes(), &value]);
+    }
+    let dir = TestDir::new();
+    let root = minimal_root(&dir);
+    let conf = root.join("opt/tyk-gateway/tyk.conf");
+    std::fs::create_dir_all(conf.parent().unwrap()).unwrap();
+    std::fs::write(
+        &conf,
+        serde_json::to_vec(&serde_json::json!({
+            "storage": {"type": "redis", "host": "127.0.0.1", "port": redis.port(),
+                        "password": "r3dis-pw", "database": 0}
+        }))
+        .unwrap(),
+    )
+    .unwrap();
+    let mut m = manifest("redis-cli");
+    m.backups = vec![Backup {
+        kind: BackupKind::Redis,
+        config: Some("/opt/tyk-gateway/tyk.conf".into()),
+        paths: vec![],
+        optional: false,
+    }];
+    let bundle = sign_bundle(&dir.join("media"), m, &[]);
+    let path = std::env::var("PATH").unwrap();
+    let create = |extra: &[&str]| {
+        let mut args = vec![
+            "backup",
+            "create",
+            bundle.path.to_str().unwrap(),
+            "--trust",
+            bundle.trust.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        install(&root, &path, &args)
+    };
+
+    // A 1 MiB tmpfs cannot hold the 4 MiB snapshot.
+    let small = dir.join("small");
+    std::fs::create_dir_all(&small).unwrap();
+    let mount = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+        .arg(&small)
+        .status()
+        .expect("mount (Debian package mount)");
+    assert!(mount.success(), "mounting a tmpfs needs root");
+    let out = create(&["--dest", small.to_str().unwrap()]);
+    let _ = Command::new("umount").arg(&small).status();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("filled up"), "{err}");
+    assert!(err.contains("was removed"), "{err}");
+    assert!(err.contains("needs more than the 1.0 MiB"), "{err}");
+    assert!(!err.contains("r3dis-pw"), "{err}");
+
+    // With room, the snapshot comes over replication and restores key for key.
+    let out = create(&["--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let set: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let item = &set["items"][0];
+    assert_eq!(item["kind"], "redis");
+    assert_eq!(item["method"], "replication", "{item}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("r3dis-pw"));
+    let id = set["id"].as_str().unwrap();
+    let fresh = RedisServer::start(RedisOptions::default());
+    let out = install(&root, &path, &["backup", "restore", id, "--only", "redis"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("--redis-target"),
+        "without a target the procedure is printed: {}",
+        text(&out)
+    );
+    let target = format!("127.0.0.1:{}", fresh.port());
+    let out = install(
+        &root,
+        &path,
+        &[
+            "backup",
+            "restore",
+            id,
+            "--only",
+            "redis",
+            "--redis-target",
+            &target,
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("64 keys"),
+        "{}",
+        text(&out)
+    );
+    let mut check = fresh.client();
+    for i in [0u64, 17, 63] {
+        let got = check.cmd(&["GET", &format!("apikey-{i}")]).bytes();
+        assert_eq!(got, ferry_tests::noise(64 * 1024, i));
+    }
+}

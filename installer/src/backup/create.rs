@@ -267,7 +267,6 @@ pub fn create(
     match fill(&mut set, request, reporter) {
         Ok(()) => set.finish(),
         Err(e) => {
-            let written = set.bytes();
             let dir = set.dir().to_path_buf();
             drop(set);
             let removed = std::fs::remove_dir_all(&dir);
@@ -284,12 +283,12 @@ pub fn create(
                 return Err(Error::Backup {
                     path: dir,
                     message: format!(
-                        "the backup destination filled up after {written} bytes ({:.1} MiB); the set needs more than that: {} bytes of files{} ({e})",
-                        written as f64 / MIB,
+                        "the backup destination filled up: the set needs more than the {:.1} MiB ({available} bytes) that was free there when it started: {} bytes of files{} ({e})",
+                        available as f64 / MIB,
                         estimate.files,
                         if estimate.databases.is_empty() { String::new() } else { format!(" plus the dumps of {}", estimate.databases.join(", ")) },
                     ),
-                    help: format!("{removed_note}. Free space where backups go ({:.1} MiB available when it started), or choose another place with --dest or backup_dir in installer.toml", available as f64 / MIB),
+                    help: format!("{removed_note}. Make more room there (a database dump is roughly the size of its data: for Redis, INFO memory used_memory_dataset; for PostgreSQL, pg_database_size), or choose another place with --dest or backup_dir in installer.toml"),
                 });
             }
             reporter.warn(&removed_note);
@@ -314,13 +313,15 @@ fn fill(set: &mut BackupSet, request: &CreateRequest, reporter: &dyn Reporter) -
 const MIB: f64 = 1024.0 * 1024.0;
 
 fn is_no_space(e: &Error) -> bool {
-    match e {
-        Error::Io { source, .. } => source.raw_os_error() == Some(libc::ENOSPC),
-        other => {
-            let text = other.to_string();
-            text.contains("No space left on device") || text.contains("ENOSPC")
+    if let Error::Io { source, .. } = e {
+        if source.raw_os_error() == Some(libc::ENOSPC)
+            || source.kind() == std::io::ErrorKind::StorageFull
+        {
+            return true;
         }
     }
+    let text = e.to_string();
+    text.contains("No space left on device") || text.contains("ENOSPC")
 }
 
 /// Free bytes for unprivileged writers on the filesystem holding `dir` (or its nearest
