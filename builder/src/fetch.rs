@@ -113,6 +113,9 @@ pub struct LockedRepository {
     /// Release `Date`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub date: Option<String>,
+    /// Primary fingerprints of the keyring the spec gave for it (the keys it trusted).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keyring: Vec<String>,
 }
 
 /// A package in the lockfile.
@@ -210,12 +213,19 @@ pub fn resolve(
     }
     // 1. Every repository, verified.
     let mut indices: Vec<RepoIndex> = Vec::new();
+    let mut keyrings: Vec<Vec<String>> = Vec::new();
     for (i, repo) in spec.repositories.iter().enumerate() {
         let keyring = repo
             .keyring
             .as_ref()
             .map(|k| Keyring::load(&spec.resolve_path(k)))
             .transpose()?;
+        keyrings.push(
+            keyring
+                .as_ref()
+                .map(Keyring::fingerprints)
+                .unwrap_or_default(),
+        );
         indices.push(fetch_index(
             http,
             cache,
@@ -325,11 +335,13 @@ pub fn resolve(
         baseline: baseline_desc,
         repositories: indices
             .iter()
-            .map(|i| LockedRepository {
+            .zip(keyrings)
+            .map(|(i, keyring)| LockedRepository {
                 id: i.id.clone(),
                 source: i.source_line.clone(),
                 signed_by: i.signed_by.clone(),
                 date: i.date.clone(),
+                keyring,
             })
             .collect(),
         packages,

@@ -11,6 +11,7 @@ pub mod fetch;
 pub mod http;
 pub mod keyfile;
 pub mod oci;
+pub mod profile;
 pub mod spec;
 
 pub use error::{Error, Result};

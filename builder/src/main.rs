@@ -6,6 +6,7 @@ use ferry_builder::build::{build, build_time, parse_size, BuildOptions};
 use ferry_builder::fetch::{resolve, FetchOptions, Lock};
 use ferry_builder::http::{Cache, Http};
 use ferry_builder::keyfile::{self, write_file, EnvOrPrompt, PassphraseSource};
+use ferry_builder::profile::tyk::{self, Component, GeneratedSpec, Outputs, TykProfile};
 use ferry_builder::spec::Spec;
 use ferry_bundle::{read_bundle, BundleSource, Check, Compression, Reporter, TermReporter};
 use std::path::PathBuf;
@@ -39,6 +40,180 @@ enum Command {
     Build(BuildArgs),
     /// Co-sign a bundle: write a detached signature over its manifest.
     Sign(SignArgs),
+    /// Print the spec of a built-in profile (review it, then `build --spec` it).
+    #[command(subcommand)]
+    Spec(SpecCommand),
+    /// Tyk in one go: write the Tyk profile's spec into --out, resolve it (SPEC.lock) and
+    /// build it, as `spec tyk`, `resolve` and `build` would.
+    Tyk(TykArgs),
+}
+
+#[derive(Subcommand)]
+enum SpecCommand {
+    /// The Tyk profile: Dashboard, Gateway and Pump from Tyk's APT repositories, upgraded
+    /// in that order with health checks, backups and Go plugin notes. Prints TOML.
+    Tyk(TykSpecArgs),
+}
+
+/// The Tyk profile's flags (`spec tyk` and `tyk`).
+#[derive(Args)]
+#[command(next_help_heading = "Tyk profile")]
+struct TykProfileArgs {
+    /// Tyk Dashboard and Gateway version to install, e.g. 5.2.5.
+    #[arg(long = "version", value_name = "V")]
+    tyk_version: String,
+    /// Tyk Pump version (Pump has its own 1.x line) [default: the newest].
+    #[arg(long, value_name = "V")]
+    pump_version: Option<String>,
+    /// Target distribution.
+    #[arg(long, value_parser = ["debian", "ubuntu"])]
+    distro: String,
+    /// Target release: bullseye or bookworm; xenial, bionic, focal, jammy or noble.
+    #[arg(long)]
+    codename: String,
+    /// Target architecture (s390x from Tyk 5.3).
+    #[arg(long, default_value = "amd64", value_parser = ["amd64", "arm64", "s390x"])]
+    arch: String,
+    /// The Tyk version the hosts run now (Go plugin notes; rollback with --carry-previous).
+    #[arg(long, value_name = "V")]
+    from: Option<String>,
+    /// Also carry the --from Dashboard and Gateway packages, so rollback needs no network.
+    #[arg(long, requires = "from")]
+    carry_previous: bool,
+    /// Components, comma-separated; they are always upgraded dashboard, gateway, pump.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_parser = ["dashboard", "gateway", "pump"],
+        default_value = "dashboard,gateway,pump"
+    )]
+    components: Vec<String>,
+    /// Carry the docker.io/tykio/tyk-plugin-compiler:v<V> image (linux/amd64).
+    #[arg(long)]
+    plugin_compiler: bool,
+    /// A Go plugin compiled for V (repeatable): carried as
+    /// files/plugins/<name>_v<V>_linux_<arch>.so and placed in --plugin-dir on the gateway
+    /// host before tyk-gateway is installed.
+    #[arg(long = "plugin", value_name = "FILE.so")]
+    plugins: Vec<PathBuf>,
+    /// Directory on the gateway host that --plugin files are placed in.
+    #[arg(long, value_name = "DIR", default_value = tyk::DEFAULT_PLUGIN_DIR)]
+    plugin_dir: String,
+    /// A Tyk plugin bundle manifest.json: rebuilt as a zip whose file_list has the
+    /// current plugin and its build for V (from --plugin or beside the manifest), with a
+    /// new checksum and the old signature dropped.
+    #[arg(long, value_name = "manifest.json")]
+    plugin_bundle: Option<PathBuf>,
+    /// Base URL of Tyk's APT repositories (URL/tyk-gateway/<distro>/, ...).
+    #[arg(long, value_name = "URL", default_value = tyk::DEFAULT_REPO_BASE)]
+    repo_base: String,
+    /// Directory with the repositories' signing keys (tyk-dashboard.asc, tyk-gateway.asc,
+    /// tyk-pump.asc). Without it they are downloaded from URL/<repo>/gpgkey.
+    #[arg(long, value_name = "DIR")]
+    keyring_dir: Option<PathBuf>,
+    /// Refuse a repository's signing key unless its primary fingerprint is FPR
+    /// (repeatable), e.g. tyk-gateway=0123...CDEF.
+    #[arg(long = "keyring-fingerprint", value_name = "REPO=FPR")]
+    keyring_fingerprints: Vec<String>,
+    /// Build for a distro and codename outside the supported list.
+    #[arg(long)]
+    allow_unsupported_os: bool,
+    /// Bundle name [default: tyk-<V>-<distro>-<codename>-<arch>].
+    #[arg(long)]
+    name: Option<String>,
+    /// Bundle validity in days [default: 90].
+    #[arg(long, value_name = "DAYS")]
+    expires_in_days: Option<u64>,
+}
+
+impl TykProfileArgs {
+    fn profile(&self) -> anyhow::Result<TykProfile> {
+        let mut p = TykProfile::new(&self.tyk_version, &self.distro, &self.codename);
+        p.pump_version = self.pump_version.clone();
+        p.arch = self.arch.clone();
+        p.from = self.from.clone();
+        p.carry_previous = self.carry_previous;
+        p.components = self
+            .components
+            .iter()
+            .map(|c| Component::parse(c))
+            .collect::<Result<_, _>>()?;
+        p.plugin_compiler = self.plugin_compiler;
+        p.plugins = self.plugins.clone();
+        p.plugin_dir = self.plugin_dir.clone();
+        p.plugin_bundle = self.plugin_bundle.clone();
+        p.repo_base = self.repo_base.clone();
+        p.keyring_dir = self.keyring_dir.clone();
+        p.keyring_fingerprints = self.keyring_fingerprints.clone();
+        p.allow_unsupported_os = self.allow_unsupported_os;
+        p.name = self.name.clone();
+        p.expires_in_days = self.expires_in_days;
+        Ok(p)
+    }
+}
+
+#[derive(Args)]
+struct TykSpecArgs {
+    #[command(flatten)]
+    profile: TykProfileArgs,
+    /// Where to write what the spec refers to: signing keys downloaded from the
+    /// repositories (DIR/keys/) and the rebuilt plugin bundle (DIR/plugins/). Needed
+    /// unless --keyring-dir holds every key and there is no --plugin-bundle. The printed
+    /// spec refers to every file by absolute path.
+    #[arg(long, value_name = "DIR")]
+    assets_dir: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct TykArgs {
+    #[command(flatten)]
+    profile: TykProfileArgs,
+    #[command(flatten)]
+    fetch: FetchArgs,
+    /// Secret key to sign with (minisign format).
+    #[arg(long)]
+    key: PathBuf,
+    /// Output directory: the spec (<name>.spec.toml) and its lock, downloaded signing
+    /// keys (keys/), the rebuilt plugin bundle (plugins/) and the bundle.
+    #[arg(long)]
+    out: PathBuf,
+    /// gzip (default) or none.
+    #[arg(long, value_enum, default_value = "gzip")]
+    compression: CompressionArg,
+    /// Split the bundle into parts of this size (e.g. 4G, 700M).
+    #[arg(long)]
+    split: Option<String>,
+    /// Print the build result as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Say which signing key each repository uses; a key downloaded just now is always
+/// reported, with its fingerprint, on stderr.
+fn report_keys(generated: &GeneratedSpec, quiet: bool) {
+    for key in &generated.keys {
+        let fpr = key.fingerprints.join(", ");
+        match &key.fetched_from {
+            Some(url) if key.pinned => eprintln!(
+                "{}: downloaded the signing key from {url} to {}: primary key {fpr}, as pinned",
+                key.repo,
+                key.path.display()
+            ),
+            Some(url) => eprintln!(
+                "{}: downloaded the signing key from {url} to {}: primary key {fpr}\n  check it against a source you trust, then pin it with --keyring-fingerprint {}={fpr}",
+                key.repo,
+                key.path.display(),
+                key.repo
+            ),
+            None if !quiet => eprintln!(
+                "{}: signing key {} (primary key {fpr}{})",
+                key.repo,
+                key.path.display(),
+                if key.pinned { ", as pinned" } else { "" }
+            ),
+            None => {}
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -67,7 +242,7 @@ enum CompressionArg {
 }
 
 /// How packages are fetched (resolve and build).
-#[derive(Args)]
+#[derive(Args, Clone)]
 struct FetchArgs {
     /// The target host's `ferry-install inventory` output: packages it already has at a
     /// satisfying version are not fetched.
@@ -244,6 +419,52 @@ fn exit_code(err: &anyhow::Error) -> u8 {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let reporter = TermReporter::new(cli.quiet);
     match cli.command {
+        Command::Spec(SpecCommand::Tyk(args)) => {
+            let generated = args.profile.profile()?.generate(Outputs {
+                assets_dir: args.assets_dir.as_deref(),
+                spec_dir: None,
+            })?;
+            report_keys(&generated, cli.quiet);
+            print!("{}", generated.text);
+        }
+        Command::Tyk(args) => {
+            let generated = args.profile.profile()?.generate(Outputs {
+                assets_dir: Some(&args.out),
+                spec_dir: Some(&args.out),
+            })?;
+            report_keys(&generated, cli.quiet);
+            let spec = args.out.join(format!("{}.spec.toml", generated.name));
+            write_file(&spec, generated.text.as_bytes(), 0o644)?;
+            reporter.step(&format!("wrote {}", spec.display()));
+            // Exactly `ferry-build resolve --spec SPEC` then `build --spec SPEC`: the lock
+            // records the packages and the keys' fingerprints beside the spec.
+            let step = |command, quiet| {
+                run(Cli {
+                    command,
+                    quiet,
+                    verbose: cli.verbose,
+                })
+            };
+            // With --json, stdout carries only the build's JSON.
+            let resolve = ResolveArgs {
+                spec: spec.clone(),
+                fetch: args.fetch.clone(),
+                json: false,
+            };
+            step(Command::Resolve(resolve), cli.quiet || args.json)?;
+            return step(
+                Command::Build(BuildArgs {
+                    spec,
+                    fetch: args.fetch,
+                    key: args.key,
+                    out: args.out,
+                    compression: args.compression,
+                    split: args.split,
+                    json: args.json,
+                }),
+                cli.quiet,
+            );
+        }
         Command::Key(KeyCommand::Generate {
             out,
             no_passphrase,
