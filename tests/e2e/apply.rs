@@ -629,3 +629,31 @@ fn crash_mid_rollback_then_resume_or_rollback() {
         s.assert_consistent();
     }
 }
+
+/// When the rollback itself cannot finish (the pump never answers, before or after),
+/// apply stops with exit code 6, keeps the journal and names the next command; with
+/// the cause fixed, `rollback` finishes the job.
+#[test]
+fn rollback_that_cannot_finish_exits_6_and_can_be_completed() {
+    let s = scenario(Setup {
+        timeout_secs: 1,
+        ..Setup::default()
+    });
+    let config = s.root.join("/etc/ferry/installer.toml");
+    std::fs::create_dir_all(config.parent().unwrap()).unwrap();
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_url = format!("http://{}/hello", dead.local_addr().unwrap());
+    drop(dead);
+    std::fs::write(&config, format!("[health.pump]\nurl = \"{dead_url}\"\n")).unwrap();
+    let out = s.apply(&[], &[]);
+    assert_eq!(out.status.code(), Some(6), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("NOT undone"), "{stdout}");
+    assert!(stdout.contains("ferry-install rollback"), "{stdout}");
+    assert!(s.root.join("/var/lib/ferry/journal.json").exists());
+    std::fs::remove_file(&config).unwrap();
+    let out = s.ferry(&["rollback"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(s.versions(), all("1.0"));
+    s.assert_consistent();
+}
