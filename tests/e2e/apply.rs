@@ -186,6 +186,18 @@ impl Scenario {
         code == 200 && body.contains("\"pass\"")
     }
 
+    /// Write an `installer.toml` sending the pump's health check to a port nobody
+    /// listens on; returns its path (remove it to fix the cause).
+    fn point_pump_health_at_a_dead_port(&self) -> PathBuf {
+        let config = self.root.join("/etc/ferry/installer.toml");
+        std::fs::create_dir_all(config.parent().unwrap()).unwrap();
+        let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let dead_url = format!("http://{}/hello", dead.local_addr().unwrap());
+        drop(dead);
+        std::fs::write(&config, format!("[health.pump]\nurl = \"{dead_url}\"\n")).unwrap();
+        config
+    }
+
     fn assert_consistent(&self) {
         assert_eq!(self.root.audit(), "", "dpkg --audit must be clean");
         assert!(
@@ -610,12 +622,7 @@ fn crash_mid_rollback_then_resume_or_rollback() {
             timeout_secs: 1,
             ..Setup::default()
         });
-        let config = s.root.join("/etc/ferry/installer.toml");
-        std::fs::create_dir_all(config.parent().unwrap()).unwrap();
-        let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let dead_url = format!("http://{}/hello", dead.local_addr().unwrap());
-        drop(dead);
-        std::fs::write(&config, format!("[health.pump]\nurl = \"{dead_url}\"\n")).unwrap();
+        let config = s.point_pump_health_at_a_dead_port();
         let out = s.apply(&[], &[("FERRY_TEST_CHECKPOINT", "mid-rollback")]);
         assert!(killed(&out), "not killed mid-rollback\n{}", text(&out));
         std::fs::remove_file(&config).unwrap();
@@ -639,12 +646,7 @@ fn rollback_that_cannot_finish_exits_6_and_can_be_completed() {
         timeout_secs: 1,
         ..Setup::default()
     });
-    let config = s.root.join("/etc/ferry/installer.toml");
-    std::fs::create_dir_all(config.parent().unwrap()).unwrap();
-    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let dead_url = format!("http://{}/hello", dead.local_addr().unwrap());
-    drop(dead);
-    std::fs::write(&config, format!("[health.pump]\nurl = \"{dead_url}\"\n")).unwrap();
+    let config = s.point_pump_health_at_a_dead_port();
     let out = s.apply(&[], &[]);
     assert_eq!(out.status.code(), Some(6), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);

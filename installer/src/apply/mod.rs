@@ -121,6 +121,30 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// The summary of an `apply` that ended before a run began (`nothing-to-do`,
+    /// `dry-run`).
+    fn without_run(
+        manifest: &Manifest,
+        outcome: &str,
+        steps: &[StepRecord],
+        commands: Vec<String>,
+    ) -> Summary {
+        Summary {
+            operation: "apply".into(),
+            run_id: String::new(),
+            bundle: manifest.name.clone(),
+            outcome: outcome.into(),
+            components: rows(steps),
+            backup_id: None,
+            backup_dir: None,
+            log: None,
+            failure: None,
+            rollback_problems: Vec::new(),
+            next: None,
+            commands,
+        }
+    }
+
     /// The exit code DESIGN.md assigns: 0, 5 (rolled back) or 6 (rollback incomplete).
     pub fn exit_code(&self) -> u8 {
         match self.outcome.as_str() {
@@ -217,57 +241,17 @@ pub fn apply(
         )));
     }
     reporter.step(&format!("verifying {}", opts.bundle.display()));
-    let report = verify_bundle(
-        host,
-        config,
-        &opts.bundle,
-        &opts.verify,
-        Some(&staging),
-        reporter,
-    )?;
     let cleanup = StagingGuard(Some(staging.clone()));
-    let manifest: Manifest = report
-        .verified
-        .as_deref()
-        .cloned()
-        .expect("a verifying read returns the verified manifest");
-
-    let plan = plan_verified(
-        host,
-        config,
-        &opts.bundle,
-        &manifest,
-        opts.components.as_deref(),
-        opts.path.clone(),
-        true,
-        reporter,
-    )?;
-    let mut steps = step_records(&plan);
-    let mut failures = rollback_preflight(host, &manifest, &steps, &staging, opts.no_rollback);
-    failures.extend(health_preflight(host, config, &steps));
-    operator.show_plan(&plan, &failures);
-    let total_failures = plan.preflight.failures.len() + failures.len();
-    if total_failures > 0 {
-        return Err(Error::Preflight {
-            failures: total_failures,
-        });
-    }
+    let (manifest, plan, mut steps) =
+        verify_and_preflight(host, config, opts, Some(&staging), operator, reporter)?;
     if steps.iter().all(|s| s.state == StepState::Skipped) {
         drop(cleanup);
-        return Ok(Summary {
-            operation: "apply".into(),
-            run_id: String::new(),
-            bundle: manifest.name.clone(),
-            outcome: "nothing-to-do".into(),
-            components: rows(&steps),
-            backup_id: None,
-            backup_dir: None,
-            log: None,
-            failure: None,
-            rollback_problems: Vec::new(),
-            next: None,
-            commands: Vec::new(),
-        });
+        return Ok(Summary::without_run(
+            &manifest,
+            "nothing-to-do",
+            &steps,
+            Vec::new(),
+        ));
     }
     if !opts.yes && !operator.confirm()? {
         return Err(Error::NotConfirmed);
@@ -1374,18 +1358,18 @@ fn check_still_installed(host: &Host, run: &Journal) -> Result<()> {
     Ok(())
 }
 
-/// `apply --dry-run`: verify (writing nothing), plan, and list every command.
-fn dry_run(
+/// Verify the bundle (into `staging` when given, else writing nothing), plan, run every
+/// preflight check (the plan's, rollback sources, health URLs) and show the result.
+/// Any failure is exit code 4.
+fn verify_and_preflight(
     host: &Host,
     config: &Config,
     opts: &ApplyOptions,
+    staging: Option<&Path>,
     operator: &dyn Operator,
     reporter: &dyn Reporter,
-) -> Result<Summary> {
-    if let Some(j) = Journal::load(host)? {
-        return Err(interrupted(&j));
-    }
-    let report = verify_bundle(host, config, &opts.bundle, &opts.verify, None, reporter)?;
+) -> Result<(Manifest, Plan, Vec<StepRecord>)> {
+    let report = verify_bundle(host, config, &opts.bundle, &opts.verify, staging, reporter)?;
     let manifest: Manifest = report
         .verified
         .as_deref()
@@ -1398,19 +1382,40 @@ fn dry_run(
         &manifest,
         opts.components.as_deref(),
         opts.path.clone(),
-        false,
+        staging.is_some(),
         reporter,
     )?;
-    let stamp = compact_stamp(host.now());
-    let staging = host.path(format!("{STAGING_DIR}/{stamp}"));
     let steps = step_records(&plan);
-    let mut failures = rollback_preflight(host, &manifest, &steps, &staging, opts.no_rollback);
+    // Previous-role packages are looked up where they will be staged.
+    let staged_at = staging.map_or_else(
+        || host.path(format!("{STAGING_DIR}/{}", compact_stamp(host.now()))),
+        Path::to_path_buf,
+    );
+    let mut failures = rollback_preflight(host, &manifest, &steps, &staged_at, opts.no_rollback);
     failures.extend(health_preflight(host, config, &steps));
     operator.show_plan(&plan, &failures);
     let total = plan.preflight.failures.len() + failures.len();
     if total > 0 {
         return Err(Error::Preflight { failures: total });
     }
+    Ok((manifest, plan, steps))
+}
+
+/// `apply --dry-run`: verify (writing nothing), plan, and list every command.
+fn dry_run(
+    host: &Host,
+    config: &Config,
+    opts: &ApplyOptions,
+    operator: &dyn Operator,
+    reporter: &dyn Reporter,
+) -> Result<Summary> {
+    if let Some(j) = Journal::load(host)? {
+        return Err(interrupted(&j));
+    }
+    let stamp = compact_stamp(host.now());
+    let staging = host.path(format!("{STAGING_DIR}/{stamp}"));
+    let (manifest, plan, steps) =
+        verify_and_preflight(host, config, opts, None, operator, reporter)?;
     let manager = opts
         .service_manager
         .or(config.service_manager)
@@ -1500,20 +1505,7 @@ fn dry_run(
         manifest.channel,
         host.path(crate::host::STATE_PATH).display()
     ));
-    Ok(Summary {
-        operation: "apply".into(),
-        run_id: String::new(),
-        bundle: manifest.name.clone(),
-        outcome: "dry-run".into(),
-        components: rows(&steps),
-        backup_id: None,
-        backup_dir: None,
-        log: None,
-        failure: None,
-        rollback_problems: Vec::new(),
-        next: None,
-        commands,
-    })
+    Ok(Summary::without_run(&manifest, "dry-run", &steps, commands))
 }
 
 /// `2026-11-21T00:00:00Z` → `20261121T000000Z`.
