@@ -102,7 +102,7 @@ enum Command {
     /// Load a bundle's container images into docker/podman, or push them to a registry.
     #[command(subcommand)]
     Images(ImagesCommand),
-    /// Backup sets under /var/backups/ferry.
+    /// Take, list and restore backup sets of configs, files and databases (/var/backups/ferry).
     #[command(subcommand)]
     Backup(BackupCommand),
     /// Verify, back up, capture rollback packages, then install each step with dpkg,
