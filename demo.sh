@@ -1,91 +1,42 @@
 #!/usr/bin/env bash
-# ferry end to end on local fixtures, no network: generate a signing key, build a signed
-# bundle from local files, verify it, inspect it, add a co-signature and require two
-# signers, then show that a tampered bundle is refused with exit code 3.
+# ferry's Tyk demo, end to end on this machine with no network but 127.0.0.1: Tyk-like
+# packages in signed APT repositories laid out like Tyk's, a registry, Redis, a throwaway
+# root running Tyk 4.0.8; then ferry-build tyk, ferry-install verify, plan and apply to
+# 5.2.5, and a broken 5.2.6 rolled back automatically. README.md, "The demo", tells more.
+#
+# Installs the Debian packages it needs when they are missing (as test.sh does), builds
+# ferry, then runs the demo (tests/src/bin/tyk_demo.rs), which needs root: dpkg chroots
+# into the throwaway root to run the packages' maintainer scripts. Arguments go to the
+# demo: --keep DIR keeps the bundles, backup sets and logs.
 set -euo pipefail
+caller="$PWD"
 cd "$(dirname "$0")"
 
-say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
-
-say "building ferry-build and ferry-install"
-cargo build --quiet --locked -p ferry-builder -p ferry-installer
-bin="$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')/debug"
-
-work="$(mktemp -d /tmp/ferry-demo.XXXXXX)"
-trap 'rm -rf "$work"' EXIT
-cd "$work"
-
-say "connected side: a spec with local files"
-mkdir -p payload
-head -c 2000000 /dev/urandom > payload/tyk-gateway_5.2.5_amd64.deb
-printf '{"listen_port": 8080, "health_check_endpoint_name": "hello"}\n' > payload/tyk.conf
-cat > spec.toml <<'SPEC'
-name = "demo-5.2.5-debian-bookworm-amd64"
-channel = "demo/debian-bookworm-amd64"
-expires_in_days = 30
-
-[target]
-distro = "debian"
-codename = "bookworm"
-arch = "amd64"
-
-[[file]]
-source = "payload/tyk-gateway_5.2.5_amd64.deb"
-path = "files/tyk-gateway_5.2.5_amd64.deb"
-
-[[file]]
-source = "payload/tyk.conf"
-path = "files/tyk.conf"
-
-[[step]]
-component = "gateway"
-service = "tyk-gateway"
-configs = ["/opt/tyk-gateway/tyk.conf"]
-only_if_installed = true
-health = { url = "http://127.0.0.1:8080/hello", json_status = ["pass"], timeout_secs = 60 }
-
-[[backup]]
-kind = "redis"
-config = "/opt/tyk-gateway/tyk.conf"
-SPEC
-cat spec.toml
-
-say "ferry-build key generate (two keys: release and security review)"
-"$bin/ferry-build" key generate --out release --no-passphrase
-"$bin/ferry-build" key generate --out review --no-passphrase
-
-say "ferry-build build (gzip, split into 1 MiB parts for removable media)"
-"$bin/ferry-build" build --spec spec.toml --key release.key --out media --split 1M
-
-say "ferry-build sign: the reviewer co-signs the bundle"
-"$bin/ferry-build" sign media/demo-5.2.5-debian-bookworm-amd64.ferry.tar.gz.000 --key review.key --out media/review.minisig
-
-say "air-gapped side: trust both public keys"
-mkdir -p trusted && cp release.pub review.pub trusted/
-
-say "ferry-install inspect (manifest only, not verified)"
-"$bin/ferry-install" inspect media/demo-5.2.5-debian-bookworm-amd64.ferry.tar.gz.000
-
-say "ferry-install verify with a 2-of-2 threshold"
-"$bin/ferry-install" verify media/demo-5.2.5-debian-bookworm-amd64.ferry.tar.gz.000 \
-    --trust trusted --threshold 2 --signature media/review.minisig
-
-say "a tampered bundle: one byte flipped in the middle of part .001"
-cp -r media tampered
-part=tampered/demo-5.2.5-debian-bookworm-amd64.ferry.tar.gz.001
-offset=$(( $(stat -c %s "$part") / 2 ))
-byte=$(od -An -tu1 -j "$offset" -N1 "$part" | tr -d ' ')
-printf "$(printf '\\%03o' $(( byte ^ 1 )))" | dd of="$part" bs=1 seek="$offset" conv=notrunc status=none
-set +e
-"$bin/ferry-install" verify tampered/demo-5.2.5-debian-bookworm-amd64.ferry.tar.gz.000 --trust trusted
-code=$?
-set -e
-if [[ $code -ne 3 ]]; then
-    echo "expected exit code 3 for a tampered bundle, got $code" >&2
-    exit 1
+sudo=""
+if [[ $(id -u) -ne 0 ]]; then
+    if ! command -v sudo >/dev/null; then
+        echo "demo.sh: the demo needs root (dpkg chroots into a throwaway root to run maintainer scripts), and sudo is not installed: run it as root" >&2
+        exit 1
+    fi
+    echo "demo.sh: not root: the Debian packages are installed and the demo is run with sudo (dpkg chroots into a throwaway root to run maintainer scripts)" >&2
+    sudo="sudo"
 fi
-echo "refused with exit code 3, as it must be"
 
-say "summary"
-echo "built, co-signed and verified a split bundle; a one-byte change was refused (exit 3)."
-echo "nothing was installed: this demo covers keys, bundles and verification."
+missing=()
+while read -r pkg; do
+    [[ -z "$pkg" || "$pkg" == \#* ]] && continue
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done < .ci/debian-packages
+if ((${#missing[@]})); then
+    echo "demo.sh: installing Debian packages: ${missing[*]}" >&2
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+echo "demo.sh: building ferry-build, ferry-install and the demo" >&2
+cargo build --quiet --locked -p ferry-builder -p ferry-installer -p ferry-tests --bins
+target="$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')"
+
+# From the caller's directory, so that a relative --keep DIR is where they expect it.
+cd "$caller"
+exec $sudo "$target/debug/ferry-tyk-demo" "$@"

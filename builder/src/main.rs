@@ -91,6 +91,10 @@ struct TykProfileArgs {
     /// Carry the docker.io/tykio/tyk-plugin-compiler:v<V> image (linux/amd64).
     #[arg(long)]
     plugin_compiler: bool,
+    /// Carry this plugin compiler image instead (a mirror, e.g.
+    /// HOST:PORT/tykio/tyk-plugin-compiler:v<V>); implies --plugin-compiler.
+    #[arg(long, value_name = "REF")]
+    plugin_compiler_image: Option<String>,
     /// A Go plugin compiled for V (repeatable): carried as
     /// files/plugins/<name>_v<V>_linux_<arch>.so and placed in --plugin-dir on the gateway
     /// host before tyk-gateway is installed.
@@ -139,6 +143,7 @@ impl TykProfileArgs {
             .map(|c| Component::parse(c))
             .collect::<Result<_, _>>()?;
         p.plugin_compiler = self.plugin_compiler;
+        p.plugin_compiler_image = self.plugin_compiler_image.clone();
         p.plugins = self.plugins.clone();
         p.plugin_dir = self.plugin_dir.clone();
         p.plugin_bundle = self.plugin_bundle.clone();

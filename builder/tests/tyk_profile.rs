@@ -525,6 +525,81 @@ fn spec_ubuntu_focal_full_upgrade_field_by_field() {
 }
 
 #[test]
+fn plugin_compiler_image_replaces_tyks_image() {
+    let mirror = "127.0.0.1:5000/tykio/tyk-plugin-compiler:v5.2.5";
+    // The flag alone carries the image: it implies --plugin-compiler.
+    let v = spec(&[
+        "--version",
+        "5.2.5",
+        "--distro",
+        "debian",
+        "--codename",
+        "bookworm",
+        "--plugin-compiler-image",
+        mirror,
+    ]);
+    let images = table_list(&v, "image");
+    assert_eq!(images.len(), 1);
+    assert_eq!(s(images[0], "reference"), mirror);
+    assert_eq!(s(images[0], "platform"), "linux/amd64");
+    let go = go_note(&v).expect("a Go plugin note");
+    assert!(
+        go.contains(&format!("--platform=linux/amd64 {mirror} plugin.so")),
+        "{go}"
+    );
+    let notes = notes(&v);
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("images load") && n.contains(mirror)),
+        "{notes:?}"
+    );
+    assert!(
+        !notes.iter().any(|n| n.contains("docker.io/tykio")),
+        "{notes:?}"
+    );
+
+    // With --plugin-compiler too it is still the one image.
+    let v = spec(&[
+        "--version",
+        "5.2.5",
+        "--distro",
+        "debian",
+        "--codename",
+        "bookworm",
+        "--plugin-compiler",
+        "--plugin-compiler-image",
+        mirror,
+    ]);
+    let images = table_list(&v, "image");
+    assert_eq!(images.len(), 1);
+    assert_eq!(s(images[0], "reference"), mirror);
+
+    // Something that is not a reference is refused before anything is fetched.
+    let keys = keyring_dir();
+    for bad in ["", "http://127.0.0.1:5000/tyk:v1", "tyk plugin"] {
+        let err = fails(ferry(&[
+            "spec",
+            "tyk",
+            "--version",
+            "5.2.5",
+            "--distro",
+            "debian",
+            "--codename",
+            "bookworm",
+            "--plugin-compiler-image",
+            bad,
+            "--keyring-dir",
+            keys.path().to_str().unwrap(),
+        ]));
+        assert!(
+            err.contains("--plugin-compiler-image") && err.contains("not an image reference"),
+            "{bad:?}: {err}"
+        );
+    }
+}
+
+#[test]
 fn spec_debian_bookworm_gateway_only_on_arm64() {
     let v = spec(&[
         "--version",

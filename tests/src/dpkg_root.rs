@@ -752,9 +752,9 @@ pub fn tyk_like(component: &str, version: &str, variant: Variant) -> FixturePack
 // Health endpoint
 // ---------------------------------------------------------------------------------------
 
-/// An HTTP server on `127.0.0.1` answering `GET /hello` for one Tyk-like component of a
-/// root, as Tyk's health endpoint does: 200 and
-/// `{"status":"<health file>","version":"<version file>"}` while
+/// An HTTP server on `127.0.0.1` answering `GET /hello` (Gateway and Dashboard) and
+/// `GET /health` (Pump) for one Tyk-like component of a root, as Tyk's health endpoints
+/// do: 200 and `{"status":"<health file>","version":"<version file>"}` while
 /// `/opt/tyk-<component>/health` exists, 503 and `{"status":"fail"}` when it does not.
 /// The files are read at every request. Dropping it stops it.
 pub struct HealthServer {
@@ -793,6 +793,16 @@ impl HealthServer {
         format!("http://{}/hello", self.addr)
     }
 
+    /// Its port on 127.0.0.1 (for a component's configuration file).
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// `http://127.0.0.1:PORT<path>`, e.g. `/health`.
+    pub fn url_at(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
     /// GET [`HealthServer::url`]: status code and body.
     pub fn get(&self) -> (u16, String) {
         http_get(&self.url())
@@ -827,7 +837,7 @@ fn serve(mut stream: TcpStream, dir: &Path) -> std::io::Result<()> {
     let path = target.split('?').next().unwrap_or("");
     let (status, body) = if method != "GET" {
         (405, serde_json::json!({"error": "method not allowed"}))
-    } else if path != "/hello" {
+    } else if path != "/hello" && path != "/health" {
         (404, serde_json::json!({"error": "not found"}))
     } else {
         match std::fs::read_to_string(dir.join("health")) {

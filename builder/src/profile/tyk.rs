@@ -297,6 +297,9 @@ pub struct TykProfile {
     pub components: Vec<Component>,
     /// Carry the `tykio/tyk-plugin-compiler` image of the target version.
     pub plugin_compiler: bool,
+    /// Carry this plugin compiler image instead of Tyk's (a mirror in a local registry,
+    /// say); implies [`TykProfile::plugin_compiler`] (`--plugin-compiler-image`).
+    pub plugin_compiler_image: Option<String>,
     /// Go plugins compiled for the target (`--plugin`).
     pub plugins: Vec<PathBuf>,
     /// Where `--plugin` files are placed on the gateway host.
@@ -331,6 +334,7 @@ impl TykProfile {
             carry_previous: false,
             components: vec![],
             plugin_compiler: false,
+            plugin_compiler_image: None,
             plugins: vec![],
             plugin_dir: DEFAULT_PLUGIN_DIR.into(),
             plugin_bundle: None,
@@ -340,6 +344,19 @@ impl TykProfile {
             allow_unsupported_os: false,
             name: None,
             expires_in_days: None,
+        }
+    }
+
+    /// The plugin compiler image the bundle carries, if any: `--plugin-compiler-image`,
+    /// else `docker.io/tykio/tyk-plugin-compiler:v<version>` with `--plugin-compiler`.
+    pub fn plugin_compiler_reference(&self) -> Option<String> {
+        match &self.plugin_compiler_image {
+            Some(image) => Some(image.trim().to_string()),
+            None if self.plugin_compiler => Some(format!(
+                "docker.io/tykio/tyk-plugin-compiler:v{}",
+                self.version.trim()
+            )),
+            None => None,
         }
     }
 
@@ -536,6 +553,15 @@ impl TykProfile {
                 "--plugin-dir {:?} must be an absolute path on the gateway host",
                 self.plugin_dir
             )));
+        }
+        if let Some(image) = &self.plugin_compiler_image {
+            let image = image.trim();
+            if image.is_empty() || image.contains(char::is_whitespace) || image.contains("://") {
+                return Err(Error::Usage(format!(
+                    "--plugin-compiler-image {image:?} is not an image reference\nhelp: give REGISTRY/REPOSITORY:TAG or @sha256:DIGEST, e.g. registry.example:5000/tykio/tyk-plugin-compiler:v{}",
+                    version.text
+                )));
+            }
         }
         let mut pins = BTreeMap::new();
         for pin in &self.keyring_fingerprints {
@@ -846,13 +872,9 @@ impl TykProfile {
             }
         }
 
-        if self.plugin_compiler {
+        if let Some(image) = self.plugin_compiler_reference() {
             let _ = writeln!(s, "\n[[image]]");
-            let _ = writeln!(
-                s,
-                "reference = {}",
-                q(&format!("docker.io/tykio/tyk-plugin-compiler:v{v}"))
-            );
+            let _ = writeln!(s, "reference = {}", q(&image));
             let _ = writeln!(s, "platform = \"linux/amd64\"");
         }
 
@@ -1007,12 +1029,15 @@ impl TykProfile {
         }
         let _ = write!(
             go,
-            "Then compile with the plugin compiler of the target version:\n    docker run --rm -v \"$PWD\":/plugin-source --platform=linux/amd64{} tykio/tyk-plugin-compiler:v{v} plugin.so\nwhich writes plugin_v{v}_linux_{arch}.so.",
+            "Then compile with the plugin compiler of the target version:\n    docker run --rm -v \"$PWD\":/plugin-source --platform=linux/amd64{} {} plugin.so\nwhich writes plugin_v{v}_linux_{arch}.so.",
             if arch == "amd64" {
                 String::new()
             } else {
                 format!(" -e GOARCH={arch}")
-            }
+            },
+            self.plugin_compiler_image
+                .as_deref()
+                .map_or_else(|| format!("tykio/tyk-plugin-compiler:v{v}"), |i| i.trim().to_string())
         );
         match arch.as_str() {
             "amd64" => {}
@@ -1034,9 +1059,9 @@ impl TykProfile {
         go.push_str(" A plugin that fails to load does not stop the gateway (the API serves without it): after the upgrade check the gateway log for \"Could not load Go-plugin\".");
         notes.push(go);
 
-        if self.plugin_compiler {
+        if let Some(image) = self.plugin_compiler_reference() {
             notes.push(format!(
-                "The bundle carries the plugin compiler image docker.io/tykio/tyk-plugin-compiler:v{v} (linux/amd64): load it on a build host with `ferry-install images load BUNDLE`."
+                "The bundle carries the plugin compiler image {image} (linux/amd64): load it on a build host with `ferry-install images load BUNDLE`."
             ));
         }
         if !plan.plugins.is_empty() {
