@@ -854,13 +854,27 @@ fn print_plan_with(plan: &Plan, extra: &[Failure]) {
 fn print_status(status: &Status) {
     let show = |label: &str, r: &RunStatus| {
         println!(
-            "{label}: run {} of {} — {:?} (started {}, last written {})",
-            r.run_id, r.bundle, r.phase, r.started, r.updated
+            "{label}: run {} of {} — {} (started {}, last written {})",
+            r.run_id,
+            r.bundle,
+            serde_json::to_value(r.phase)
+                .ok()
+                .and_then(|v| v.as_str().map(String::from))
+                .unwrap_or_default(),
+            r.started,
+            r.updated
         );
         for c in &r.components {
             println!(
-                "  {:<12} {:<20} -> {:<20} {:?} {}",
-                c.component, c.before, c.after, c.state, c.health
+                "  {:<12} {:<20} -> {:<20} {:<12} {}",
+                c.component,
+                c.before,
+                c.after,
+                serde_json::to_value(c.state)
+                    .ok()
+                    .and_then(|v| v.as_str().map(String::from))
+                    .unwrap_or_default(),
+                c.health
             );
         }
         if let Some(f) = &r.failure {

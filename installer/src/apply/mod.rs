@@ -170,14 +170,27 @@ impl Summary {
             self.operation, self.bundle, self.outcome, self.run_id
         ));
         if !self.components.is_empty() {
+            let width = |f: &dyn Fn(&ComponentRow) -> usize, title: &str| {
+                self.components
+                    .iter()
+                    .map(f)
+                    .max()
+                    .unwrap_or(0)
+                    .max(title.len())
+            };
+            let (wc, wb, wa) = (
+                width(&|c| c.component.len(), "COMPONENT"),
+                width(&|c| c.before.len(), "BEFORE"),
+                width(&|c| c.after.len(), "AFTER"),
+            );
             out.push(format!(
-                "  {:<12} {:<28} {:<28} {:<12} {:>6}",
-                "COMPONENT", "BEFORE", "AFTER", "HEALTH", "SECS"
+                "  {:<wc$}  {:<wb$}  {:<wa$}  {:>5}  HEALTH",
+                "COMPONENT", "BEFORE", "AFTER", "SECS"
             ));
             for c in &self.components {
                 out.push(format!(
-                    "  {:<12} {:<28} {:<28} {:<12} {:>6}",
-                    c.component, c.before, c.after, c.health, c.duration_secs
+                    "  {:<wc$}  {:<wb$}  {:<wa$}  {:>5}  {}",
+                    c.component, c.before, c.after, c.duration_secs, c.health
                 ));
             }
         }
