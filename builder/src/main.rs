@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use ferry_builder::build::{build, build_time, parse_size, BuildOptions};
+use ferry_builder::build::{build, build_time, parse_size, BuildOptions, InstallerDeb};
 use ferry_builder::fetch::{resolve, FetchOptions, Lock};
 use ferry_builder::http::{Cache, Http};
 use ferry_builder::keyfile::{self, write_file, EnvOrPrompt, PassphraseSource};
@@ -150,6 +150,11 @@ struct BuildArgs {
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
+    /// Copy this ferry-install .deb (or the one for the target architecture in this
+    /// directory, e.g. a release's dist/) beside the bundle, with SHA256SUMS, its
+    /// signature and README-airgap.txt.
+    #[arg(long, value_name = "DEB|DIR")]
+    with_installer: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -297,6 +302,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Build(args) => {
             let spec = Spec::load(&args.spec)?;
+            let installer = args
+                .with_installer
+                .as_deref()
+                .map(|p| InstallerDeb::find(p, &spec.target.arch))
+                .transpose()?;
             let key = keyfile::load_secret_key(&args.key, &EnvOrPrompt)?;
             let options = BuildOptions {
                 compression: match args.compression {
@@ -308,6 +318,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 fetch: args.fetch.options()?,
             };
             let out = build(&spec, &key, &args.out, &options, &reporter)?;
+            let media = installer
+                .map(|i| i.write_media(&args.out, &out, &key, &reporter))
+                .transpose()?;
             if args.json {
                 println!(
                     "{}",
@@ -321,6 +334,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         "size": out.size,
                         "sha256": out.sha256,
                         "key_id": key.id().to_string(),
+                        "installer": media.as_ref().map(|m| serde_json::json!({
+                            "deb": m.deb,
+                            "sha256sums": m.sums,
+                            "signature": m.signature,
+                            "readme": m.readme,
+                        })),
                     })
                 );
             } else if !cli.quiet {
@@ -339,6 +358,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     println!("followed {}", lock.display());
                 }
                 println!("expires {}", out.manifest.expires);
+                if let Some(m) = &media {
+                    println!(
+                        "installer {} with {} and {}; see {}",
+                        m.deb.display(),
+                        m.sums.display(),
+                        m.signature.display(),
+                        m.readme.display()
+                    );
+                }
             }
         }
         Command::Sign(args) => {
