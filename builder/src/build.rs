@@ -265,6 +265,241 @@ pub fn build(
     })
 }
 
+/// The package `--with-installer` ships beside a bundle.
+pub const INSTALLER_PACKAGE: &str = "ferry-install";
+
+/// A `ferry-install` Debian package, checked against a bundle's target architecture
+/// (`ferry-build build --with-installer`).
+#[derive(Clone, Debug)]
+pub struct InstallerDeb {
+    /// The `.deb` file.
+    pub path: PathBuf,
+    /// Its `Version` field.
+    pub version: String,
+    /// Its `Architecture` field: the target's, or `all`.
+    pub arch: String,
+}
+
+/// What [`InstallerDeb::write_media`] wrote beside the bundle.
+#[derive(Clone, Debug)]
+pub struct InstallerMedia {
+    /// The copied package.
+    pub deb: PathBuf,
+    /// `SHA256SUMS` over the bundle file(s) and the package.
+    pub sums: PathBuf,
+    /// `SHA256SUMS.minisig`.
+    pub signature: PathBuf,
+    /// `README-airgap.txt`.
+    pub readme: PathBuf,
+}
+
+impl InstallerDeb {
+    /// The installer package for `target_arch` (a Debian architecture such as `amd64`):
+    /// `path` is the `.deb` itself, or a directory (a release's `dist/`) holding exactly
+    /// one `ferry-install_*_<arch>.deb`. Reads only the package's control file.
+    pub fn find(path: &Path, target_arch: &str) -> Result<InstallerDeb> {
+        let file = if path.is_dir() {
+            let suffix = format!("_{target_arch}.deb");
+            let prefix = format!("{INSTALLER_PACKAGE}_");
+            let mut found: Vec<PathBuf> = std::fs::read_dir(path)
+                .map_err(|e| Error::io(path, e))?
+                .filter_map(|entry| entry.ok().map(|e| e.path()))
+                .filter(|p| {
+                    p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with(&prefix) && n.ends_with(&suffix))
+                })
+                .collect();
+            found.sort();
+            match found.len() {
+                1 => found.remove(0),
+                0 => {
+                    return Err(Error::Usage(format!(
+                        "{}: no {prefix}*{suffix} in this directory\nhelp: pass the ferry-install .deb built for {target_arch} (release.sh writes it to dist/)",
+                        path.display()
+                    )))
+                }
+                _ => {
+                    let names: Vec<String> =
+                        found.iter().map(|p| p.display().to_string()).collect();
+                    return Err(Error::Usage(format!(
+                        "{}: several installer packages for {target_arch}: {}\nhelp: pass the one to ship",
+                        path.display(),
+                        names.join(", ")
+                    )));
+                }
+            }
+        } else {
+            path.to_path_buf()
+        };
+        let f = std::fs::File::open(&file).map_err(|e| Error::io(&file, e))?;
+        let not_deb = |e: &dyn std::fmt::Display| {
+            Error::Usage(format!(
+                "{}: not a readable Debian package: {e}\nhelp: --with-installer takes the ferry-install .deb (release.sh writes it to dist/)",
+                file.display()
+            ))
+        };
+        let control =
+            debian_packaging::deb::reader::resolve_control_file(std::io::BufReader::new(f))
+                .map_err(|e| not_deb(&e))?;
+        let package = control.package().map_err(|e| not_deb(&e))?;
+        let version = control.version_str().map_err(|e| not_deb(&e))?;
+        let arch = control.architecture().map_err(|e| not_deb(&e))?;
+        if package != INSTALLER_PACKAGE {
+            return Err(Error::Usage(format!(
+                "{}: is the package {package}, not {INSTALLER_PACKAGE}\nhelp: --with-installer takes the ferry-install .deb",
+                file.display()
+            )));
+        }
+        if arch != target_arch && arch != "all" {
+            return Err(Error::Usage(format!(
+                "{}: is {INSTALLER_PACKAGE} for {arch}, but the bundle targets {target_arch}\nhelp: pass the {INSTALLER_PACKAGE} package built for {target_arch}",
+                file.display()
+            )));
+        }
+        Ok(InstallerDeb {
+            path: file,
+            version: version.to_string(),
+            arch: arch.to_string(),
+        })
+    }
+
+    /// Debian's file name for it: `ferry-install_<version without epoch>_<arch>.deb`.
+    pub fn file_name(&self) -> String {
+        let version = self
+            .version
+            .split_once(':')
+            .map_or(self.version.as_str(), |(_, v)| v);
+        format!("{INSTALLER_PACKAGE}_{version}_{}.deb", self.arch)
+    }
+
+    /// Copy the package into `out_dir` beside `bundle`, and write `SHA256SUMS` (the
+    /// bundle file(s) and the package, `sha256sum -c` format), its minisign signature by
+    /// `key` (`SHA256SUMS.minisig`) and `README-airgap.txt`. All three are replaced if
+    /// present: they describe this bundle only.
+    pub fn write_media(
+        &self,
+        out_dir: &Path,
+        bundle: &BuildOutput,
+        key: &SecretKey,
+        reporter: &dyn Reporter,
+    ) -> Result<InstallerMedia> {
+        let deb_name = self.file_name();
+        reporter.step(&format!(
+            "adding {INSTALLER_PACKAGE} {} ({}) and SHA256SUMS",
+            self.version, self.arch
+        ));
+        let deb = out_dir.join(&deb_name);
+        // Through a temporary file, so that passing a package already in `out_dir` works.
+        let tmp = out_dir.join(format!(".{deb_name}.tmp"));
+        std::fs::copy(&self.path, &tmp).map_err(|e| Error::io(&self.path, e))?;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644))
+            .map_err(|e| Error::io(&tmp, e))?;
+        std::fs::rename(&tmp, &deb).map_err(|e| Error::io(&deb, e))?;
+
+        let mut sums = String::new();
+        let mut bundle_names = Vec::new();
+        for path in bundle.files.iter().chain(std::iter::once(&deb)) {
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .ok_or_else(|| Error::Usage(format!("{}: not a UTF-8 name", path.display())))?;
+            let (_, sha256, _) = hash_file(path)?;
+            sums.push_str(&format!("{sha256}  {name}\n"));
+            if path != &deb {
+                bundle_names.push(name.to_string());
+            }
+        }
+        let manifest = &bundle.manifest;
+        let signature = key.sign(
+            sums.as_bytes(),
+            &format!(
+                "ferry media {} sequence {}: SHA256SUMS of the bundle and {INSTALLER_PACKAGE} {} ({})",
+                manifest.name, manifest.sequence, self.version, self.arch
+            ),
+            &format!("signature from ferry-build secret key {}", key.id()),
+        )?;
+        let sums_path = out_dir.join("SHA256SUMS");
+        let sig_path = out_dir.join("SHA256SUMS.minisig");
+        let readme_path = out_dir.join("README-airgap.txt");
+        crate::keyfile::write_file(&sums_path, sums.as_bytes(), 0o644)?;
+        crate::keyfile::write_file(&sig_path, signature.to_file_string().as_bytes(), 0o644)?;
+        let readme = airgap_readme(
+            &manifest.name,
+            &bundle_names,
+            &deb_name,
+            &key.id().to_string(),
+        );
+        crate::keyfile::write_file(&readme_path, readme.as_bytes(), 0o644)?;
+        Ok(InstallerMedia {
+            deb,
+            sums: sums_path,
+            signature: sig_path,
+            readme: readme_path,
+        })
+    }
+}
+
+/// `README-airgap.txt`: how to check and install the installer before first use.
+fn airgap_readme(name: &str, bundle_files: &[String], deb: &str, key_id: &str) -> String {
+    let first = bundle_files.first().map_or(name, String::as_str);
+    let mut files = String::new();
+    for f in bundle_files {
+        files.push_str(&format!("  {f:<40} the bundle\n"));
+    }
+    files.push_str(&format!("  {deb:<40} the installer (Debian package)\n"));
+    files.push_str(&format!(
+        "  {:<40} SHA-256 of the files above\n",
+        "SHA256SUMS"
+    ));
+    files.push_str(&format!(
+        "  {:<40} minisign signature of SHA256SUMS\n",
+        "SHA256SUMS.minisig"
+    ));
+    format!(
+        "ferry media: {name}
+{underline}
+
+This medium carries a signed ferry bundle and ferry-install, the program that
+verifies and applies it on an air-gapped host:
+
+{files}
+The bundle and SHA256SUMS are signed by the ferry-build key {key_id}.
+Check the installer before you install it for the first time; from then on
+ferry-install checks every bundle itself.
+
+1. Take the public key (release.pub in the commands below) from your own
+   trusted copy, never from this medium. Its first line must end in
+   {key_id}.
+
+2. Check the signature of SHA256SUMS, on any machine that has minisign:
+
+       minisign -Vm SHA256SUMS -p release.pub
+
+   It must say \"Signature and comment signature verified\" and print a trusted
+   comment naming {name}.
+
+3. Check the files against SHA256SUMS, in this directory:
+
+       sha256sum -c SHA256SUMS
+
+   Every line must end in \"OK\".
+
+4. Install the installer and trust the key (as root):
+
+       dpkg -i {deb}
+       cp release.pub /etc/ferry/trusted/
+
+5. Verify, then apply the bundle:
+
+       ferry-install verify {first}
+       ferry-install plan {first}
+       ferry-install apply {first}
+",
+        underline = "=".repeat("ferry media: ".len() + name.len()),
+    )
+}
+
 /// Fetch the blobs of every locked image and write one archive per image into the cache;
 /// returns the manifest entry and the bundle file of each.
 fn fetch_images(

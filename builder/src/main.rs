@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use ferry_builder::build::{build, build_time, parse_size, BuildOptions};
+use ferry_builder::build::{build, build_time, parse_size, BuildOptions, InstallerDeb};
 use ferry_builder::fetch::{resolve, FetchOptions, Lock};
 use ferry_builder::http::{Cache, Http};
 use ferry_builder::keyfile::{self, write_file, EnvOrPrompt, PassphraseSource};
@@ -191,6 +191,11 @@ struct TykArgs {
     /// Print the build result as JSON.
     #[arg(long)]
     json: bool,
+    /// Copy this ferry-install .deb (or the one for the target architecture in this
+    /// directory, e.g. a release's dist/) beside the bundle, with SHA256SUMS, its
+    /// signature and README-airgap.txt.
+    #[arg(long, value_name = "DEB|DIR")]
+    with_installer: Option<PathBuf>,
 }
 
 /// Say which signing key each repository uses; a key downloaded just now is always
@@ -330,6 +335,11 @@ struct BuildArgs {
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
+    /// Copy this ferry-install .deb (or the one for the target architecture in this
+    /// directory, e.g. a release's dist/) beside the bundle, with SHA256SUMS, its
+    /// signature and README-airgap.txt.
+    #[arg(long, value_name = "DEB|DIR")]
+    with_installer: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -466,6 +476,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     compression: args.compression,
                     split: args.split,
                     json: args.json,
+                    with_installer: args.with_installer,
                 }),
                 cli.quiet,
             );
@@ -523,6 +534,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Build(args) => {
             let spec = Spec::load(&args.spec)?;
+            let installer = args
+                .with_installer
+                .as_deref()
+                .map(|p| InstallerDeb::find(p, &spec.target.arch))
+                .transpose()?;
             let key = keyfile::load_secret_key(&args.key, &EnvOrPrompt)?;
             let options = BuildOptions {
                 compression: match args.compression {
@@ -534,6 +550,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 fetch: args.fetch.options()?,
             };
             let out = build(&spec, &key, &args.out, &options, &reporter)?;
+            let media = installer
+                .map(|i| i.write_media(&args.out, &out, &key, &reporter))
+                .transpose()?;
             if args.json {
                 println!(
                     "{}",
@@ -547,6 +566,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         "size": out.size,
                         "sha256": out.sha256,
                         "key_id": key.id().to_string(),
+                        "installer": media.as_ref().map(|m| serde_json::json!({
+                            "deb": m.deb,
+                            "sha256sums": m.sums,
+                            "signature": m.signature,
+                            "readme": m.readme,
+                        })),
                     })
                 );
             } else if !cli.quiet {
@@ -565,6 +590,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     println!("followed {}", lock.display());
                 }
                 println!("expires {}", out.manifest.expires);
+                if let Some(m) = &media {
+                    println!(
+                        "installer {} with {} and {}; see {}",
+                        m.deb.display(),
+                        m.sums.display(),
+                        m.signature.display(),
+                        m.readme.display()
+                    );
+                }
             }
         }
         Command::Sign(args) => {
