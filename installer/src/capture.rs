@@ -41,6 +41,7 @@
 use crate::host::Host;
 use crate::inventory::{DPKG_STATUS, DPKG_UPDATES};
 use crate::plan::compare_versions;
+use crate::tools::{find_program, hex, tail};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -65,9 +66,6 @@ pub const DPKG_DIVERSIONS: &str = "/var/lib/dpkg/diversions";
 /// Compression of rebuilt packages: gzip at level 1 packs a Tyk binary of 100 MB in
 /// about a second (xz, dpkg-deb's default, takes tens of seconds) and every dpkg reads it.
 const REBUILD_COMPRESSION: [&str; 2] = ["-Zgzip", "-z1"];
-
-/// `PATH` to search when the environment has none.
-const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Fields of a status record that only the status database has, never a `.deb`.
 const STATUS_ONLY_FIELDS: [&str; 5] = [
@@ -165,7 +163,7 @@ pub fn capture(
     previous: Option<&Path>,
     dest_dir: &Path,
 ) -> Result<Captured> {
-    let dpkg_deb = find_program("dpkg-deb").ok_or_else(|| Error::ToolMissing {
+    let dpkg_deb = find_program("dpkg-deb", None).ok_or_else(|| Error::ToolMissing {
         program: "dpkg-deb".into(),
         package: "dpkg".into(),
         purpose: "to read and build rollback packages".into(),
@@ -178,7 +176,7 @@ pub fn capture(
         .map_err(|e| Error::io(dest_dir, e))?;
     let tools = Tools {
         dpkg_deb,
-        md5sum: find_program("md5sum"),
+        md5sum: find_program("md5sum", None),
     };
     let name = deb_file_name(&pkg.name, &pkg.version, &pkg.arch);
     let dest = dest_dir.join(&name);
@@ -572,10 +570,6 @@ fn hash_file(path: &Path) -> io::Result<(String, u64)> {
     let mut hasher = Sha256::new();
     let size = io::copy(&mut file, &mut hasher)?;
     Ok((hex(&hasher.finalize()), size))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 // ---------------------------------------------------------------------------------
@@ -1389,19 +1383,6 @@ impl std::fmt::Display for PathError {
 // ---------------------------------------------------------------------------------
 // External programs.
 
-/// The first executable regular file called `name` on `PATH`.
-fn find_program(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_else(|| DEFAULT_PATH.into());
-    std::env::split_paths(&path)
-        .filter(|dir| !dir.as_os_str().is_empty())
-        .map(|dir| dir.join(name))
-        .find(|candidate| {
-            fs::metadata(candidate)
-                .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-                .unwrap_or(false)
-        })
-}
-
 /// Run `program args...` (C locale, no `SOURCE_DATE_EPOCH`, which would make dpkg-deb
 /// clamp file times); a failure is described with the end of its output.
 fn run(program: &Path, args: &[&OsStr]) -> std::result::Result<Output, String> {
@@ -1438,12 +1419,6 @@ fn run(program: &Path, args: &[&OsStr]) -> std::result::Result<Output, String> {
         ));
     }
     Ok(out)
-}
-
-/// The last `lines` non-empty lines of `text`.
-fn tail(text: &str, lines: usize) -> String {
-    let all: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@
 
 use crate::config::Config;
 use crate::host::Host;
+use crate::tools::{describe, find_program, tail};
 use crate::verify::{verify_bundle, VerifyRequest};
 use crate::{Error, Result};
 use ferry_bundle::{read_manifest, BundleSource, Image, Reporter, VerifiedManifest};
@@ -21,13 +22,10 @@ use std::fs::{DirBuilder, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Command, Stdio};
 
 /// Where verified payloads are extracted (a host path, under `--root`).
 pub const STAGING_DIR: &str = "/var/lib/ferry/staging";
-
-/// `PATH` used when the environment has none (the one `std::process::Command` falls back to).
-const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Format of an image archive that is both a docker-archive and an OCI layout.
 pub const FORMAT_DOCKER_ARCHIVE_OCI: &str = "docker-archive+oci";
@@ -544,7 +542,7 @@ fn choose_runtime(wanted: Option<Runtime>) -> Result<(Runtime, PathBuf)> {
         None => vec![Runtime::Docker, Runtime::Podman],
     };
     for runtime in &candidates {
-        if let Some(path) = find_program(runtime.program()) {
+        if let Some(path) = find_program(runtime.program(), None) {
             return Ok((*runtime, path));
         }
     }
@@ -559,24 +557,11 @@ fn choose_runtime(wanted: Option<Runtime>) -> Result<(Runtime, PathBuf)> {
 }
 
 fn find_skopeo() -> Result<PathBuf> {
-    find_program("skopeo").ok_or_else(|| Error::ToolMissing {
+    find_program("skopeo", None).ok_or_else(|| Error::ToolMissing {
         program: "skopeo".into(),
         package: "skopeo".into(),
         purpose: "to copy container images into a registry".into(),
     })
-}
-
-/// The first executable regular file called `name` on `PATH`.
-fn find_program(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_else(|| DEFAULT_PATH.into());
-    std::env::split_paths(&path)
-        .filter(|dir| !dir.as_os_str().is_empty())
-        .map(|dir| dir.join(name))
-        .find(|candidate| {
-            std::fs::metadata(candidate)
-                .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-                .unwrap_or(false)
-        })
 }
 
 /// Stream `path` into `<runtime> load` on stdin; returns the image names it reported.
@@ -706,19 +691,6 @@ fn display_command(program: &Path, args: &[OsString]) -> String {
         .map(OsStr::to_string_lossy)
         .collect::<Vec<_>>()
         .join(" ")
-}
-
-fn describe(status: ExitStatus) -> String {
-    match status.code() {
-        Some(code) => format!("exit status {code}"),
-        None => status.to_string(),
-    }
-}
-
-/// The last `lines` non-empty lines of `text`.
-fn tail(text: &str, lines: usize) -> String {
-    let all: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 /// The repository path and tag (or digest) of `reference` under `registry`:

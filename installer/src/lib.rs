@@ -16,6 +16,7 @@ pub mod lock;
 pub mod plan;
 pub mod secret;
 pub mod state;
+mod tools;
 pub mod tyk;
 pub mod verify;
 

@@ -11,6 +11,7 @@ use crate::backup::{estimate, CreateRequest, Estimate};
 use crate::config::Config;
 use crate::host::Host;
 use crate::inventory::{dpkg_configure_command, take_inventory, DPKG_UPDATES};
+use crate::tools::is_executable;
 use crate::verify::{verify_bundle, VerifyRequest};
 use crate::{Error, Result};
 use ferry_bundle::{Inventory, Manifest, Reporter, Role, Target};
@@ -561,11 +562,6 @@ fn check_backup_tools(
             });
         }
     }
-}
-
-fn is_executable(path: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 fn check_service(host: &Host, component: &str, service: &str, failures: &mut Vec<Failure>) {

@@ -30,6 +30,7 @@ use crate::host::Host;
 use crate::lock::{DpkgFrontendLock, FerryLock};
 use crate::plan::{plan_verified, Failure, Plan};
 use crate::state::{ChannelState, HistoryEntry, State};
+use crate::tools::hex;
 use crate::verify::{verify_bundle, VerifyRequest};
 use crate::{Error, Result};
 use dpkg::DpkgCall;
@@ -1524,8 +1525,4 @@ fn dry_run(
 /// `2026-11-21T00:00:00Z` → `20261121T000000Z`.
 fn compact_stamp(t: Timestamp) -> String {
     t.to_string().replace(['-', ':'], "")
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

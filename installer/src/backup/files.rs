@@ -7,6 +7,7 @@
 
 use super::FILES_DIR;
 use crate::host::Host;
+use crate::tools::hex;
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -358,10 +359,6 @@ impl Write for HashWriter<'_> {
 
 fn sha256_hex(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn cpath(path: &Path) -> io::Result<CString> {

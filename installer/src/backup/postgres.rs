@@ -962,24 +962,7 @@ pub(super) mod support {
     use std::process::{Command, ExitStatus, Output, Stdio};
     use std::sync::atomic::{AtomicU64, Ordering};
 
-    /// `PATH` when the process has none.
-    const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
-    /// The first executable regular file called `name` on `search_path` (or `PATH`).
-    pub(crate) fn find_program(name: &str, search_path: Option<&OsStr>) -> Option<PathBuf> {
-        let path = match search_path {
-            Some(p) => p.to_os_string(),
-            None => std::env::var_os("PATH").unwrap_or_else(|| DEFAULT_PATH.into()),
-        };
-        std::env::split_paths(&path)
-            .filter(|dir| !dir.as_os_str().is_empty())
-            .map(|dir| dir.join(name))
-            .find(|candidate| {
-                std::fs::metadata(candidate)
-                    .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-                    .unwrap_or(false)
-            })
-    }
+    pub(crate) use crate::tools::find_program;
 
     /// Run with stdin closed, capturing stdout and stderr.
     pub(crate) fn run(cmd: &mut Command) -> io::Result<Output> {

@@ -27,6 +27,7 @@
 
 use crate::host::Host;
 use crate::secret::Secret;
+use crate::tools::{describe, find_program, tail};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -37,11 +38,9 @@ use std::net::{TcpStream, ToSocketAddrs};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// `PATH` used when the environment has none.
-const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 /// Keys asked for per `SCAN` call during [`restore`].
 const SCAN_COUNT: &str = "200";
 /// Payload bytes sent in one pipelined batch of `RESTORE` commands.
@@ -261,7 +260,7 @@ pub fn restore(rdb: &Path, target: &RedisConn, timeout: Duration) -> Result<Redi
     // Fail on an unreachable or misconfigured target before starting anything.
     let mut dst = Client::connect(target, timeout)?;
     dst.command(&[b"PING"])?;
-    let program = find_program("redis-server").ok_or_else(|| Error::ToolMissing {
+    let program = find_program("redis-server", None).ok_or_else(|| Error::ToolMissing {
         program: "redis-server".into(),
         package: "redis-server".into(),
         purpose: "to read a Redis backup (restore loads it into a temporary private redis-server)"
@@ -693,7 +692,7 @@ fn copy_until_mark<R: Read, W: Write>(
 
 /// TLS: `redis-cli --tls … INFO server` for the version, then `redis-cli --tls … --rdb`.
 fn backup_with_redis_cli(conn: &RedisConn, tmp: &Path, timeout: Duration) -> Result<Taken> {
-    let program = find_program("redis-cli").ok_or_else(|| Error::ToolMissing {
+    let program = find_program("redis-cli", None).ok_or_else(|| Error::ToolMissing {
         program: "redis-cli".into(),
         package: "redis-tools".into(),
         purpose: format!(
@@ -879,38 +878,12 @@ fn display_command(cmd: &Command) -> String {
         .join(" ")
 }
 
-fn describe(status: ExitStatus) -> String {
-    match status.code() {
-        Some(code) => format!("exit status {code}"),
-        None => status.to_string(),
-    }
-}
-
-/// The last `lines` non-empty lines of `text`.
-fn tail(text: &str, lines: usize) -> String {
-    let all: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
-}
-
 /// `text` with every occurrence of the secret replaced by `***`.
 fn redact(text: &str, secret: Option<&Secret>) -> String {
     match secret {
         Some(s) if !s.is_empty() => text.replace(s.expose(), "***"),
         _ => text.to_string(),
     }
-}
-
-/// The first executable regular file called `name` on `PATH`.
-fn find_program(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_else(|| DEFAULT_PATH.into());
-    std::env::split_paths(&path)
-        .filter(|dir| !dir.as_os_str().is_empty())
-        .map(|dir| dir.join(name))
-        .find(|candidate| {
-            std::fs::metadata(candidate)
-                .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-                .unwrap_or(false)
-        })
 }
 
 // ---------------------------------------------------------------------------------
@@ -1117,7 +1090,7 @@ fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
 
 /// `redis-check-rdb FILE` when installed; the note for `checks`.
 fn run_check_rdb(path: &Path, name: &Path, version: u32) -> Result<String> {
-    let Some(program) = find_program("redis-check-rdb") else {
+    let Some(program) = find_program("redis-check-rdb", None) else {
         return Ok("redis-check-rdb: not installed (Debian package redis-tools), skipped".into());
     };
     let mut cmd = Command::new(program);
