@@ -22,16 +22,7 @@ if [[ $(id -u) -ne 0 ]]; then
     sudo="sudo"
 fi
 
-missing=()
-while read -r pkg; do
-    [[ -z "$pkg" || "$pkg" == \#* ]] && continue
-    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
-done < .ci/debian-packages
-if ((${#missing[@]})); then
-    echo "demo.sh: installing Debian packages: ${missing[*]}" >&2
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+.ci/ensure-packages demo.sh
 
 echo "demo.sh: building ferry-build, ferry-install and the demo" >&2
 cargo build --quiet --locked -p ferry-builder -p ferry-installer -p ferry-tests --bins

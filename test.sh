@@ -6,17 +6,6 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-missing=()
-while read -r pkg; do
-    [[ -z "$pkg" || "$pkg" == \#* ]] && continue
-    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
-done < .ci/debian-packages
-if ((${#missing[@]})); then
-    echo "test.sh: installing Debian packages: ${missing[*]}" >&2
-    sudo=""
-    [[ $(id -u) -eq 0 ]] || sudo="sudo"
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+.ci/ensure-packages test.sh
 
 exec cargo test --workspace --locked "$@"

@@ -1083,8 +1083,7 @@ impl<'a> Run<'a> {
             .line(&format!("stopped before installing anything: {e}"));
         self.journal.failure = Some(e.to_string());
         self.journal.phase = Phase::RolledBack;
-        let _ = self.journal.archive(self.host);
-        let _ = std::fs::remove_dir_all(self.journal.staging_dir(self.host));
+        let _ = self.end_run();
         let _ = operation;
         Err(e)
     }
@@ -1269,42 +1268,19 @@ impl<'a> Run<'a> {
         if m.created > entry.newest_created {
             entry.newest_created = m.created;
         }
-        state.history.push(HistoryEntry {
-            at: self.host.now(),
-            operation: operation.to_string(),
-            name: m.name.clone(),
-            channel: m.channel.clone(),
-            sequence: m.sequence,
-            outcome: "ok".into(),
-            run_id: Some(self.journal.run_id.clone()),
-            backup_id: self.journal.backup_id.clone(),
-            changes: self.changes(true),
-        });
+        state.history.push(self.history_entry(operation, true));
         state.save(self.host)?;
         self.journal.phase = Phase::Done;
-        self.journal.archive(self.host)?;
-        let _ = std::fs::remove_dir_all(self.journal.staging_dir(self.host));
+        self.end_run()?;
         self.say("all steps healthy");
         Ok(self.summary(operation, "applied", None))
     }
 
     fn finish_rolled_back(mut self, operation: &str) -> Result<Summary> {
         let mut state = State::load(self.host)?;
-        let m = &self.journal.manifest;
-        state.history.push(HistoryEntry {
-            at: self.host.now(),
-            operation: operation.to_string(),
-            name: m.name.clone(),
-            channel: m.channel.clone(),
-            sequence: m.sequence,
-            outcome: "rolled-back".into(),
-            run_id: Some(self.journal.run_id.clone()),
-            backup_id: self.journal.backup_id.clone(),
-            changes: self.changes(false),
-        });
+        state.history.push(self.history_entry(operation, false));
         state.save(self.host)?;
-        self.journal.archive(self.host)?;
-        let _ = std::fs::remove_dir_all(self.journal.staging_dir(self.host));
+        self.end_run()?;
         self.say("rolled back: the host runs what it ran before");
         let next = match operation {
             "rollback" => None,
@@ -1314,6 +1290,29 @@ impl<'a> Run<'a> {
             )),
         };
         Ok(self.summary(operation, "rolled-back", next))
+    }
+
+    /// The `state.json` history entry of this run, applied or rolled back.
+    fn history_entry(&self, operation: &str, applied: bool) -> HistoryEntry {
+        let m = &self.journal.manifest;
+        HistoryEntry {
+            at: self.host.now(),
+            operation: operation.to_string(),
+            name: m.name.clone(),
+            channel: m.channel.clone(),
+            sequence: m.sequence,
+            outcome: if applied { "ok" } else { "rolled-back" }.into(),
+            run_id: Some(self.journal.run_id.clone()),
+            backup_id: self.journal.backup_id.clone(),
+            changes: self.changes(applied),
+        }
+    }
+
+    /// The run is over: its journal goes to `runs/`, its staging directory away.
+    fn end_run(&mut self) -> Result<()> {
+        self.journal.archive(self.host)?;
+        let _ = std::fs::remove_dir_all(self.journal.staging_dir(self.host));
+        Ok(())
     }
 
     fn changes(&self, applied: bool) -> Vec<(String, Option<String>, Option<String>)> {
