@@ -182,20 +182,8 @@ struct TykArgs {
     /// keys (keys/), the rebuilt plugin bundle (plugins/) and the bundle.
     #[arg(long)]
     out: PathBuf,
-    /// gzip (default) or none.
-    #[arg(long, value_enum, default_value = "gzip")]
-    compression: CompressionArg,
-    /// Split the bundle into parts of this size (e.g. 4G, 700M).
-    #[arg(long)]
-    split: Option<String>,
-    /// Print the build result as JSON.
-    #[arg(long)]
-    json: bool,
-    /// Copy this ferry-install .deb (or the one for the target architecture in this
-    /// directory, e.g. a release's dist/) beside the bundle, with SHA256SUMS, its
-    /// signature and README-airgap.txt.
-    #[arg(long, value_name = "DEB|DIR")]
-    with_installer: Option<PathBuf>,
+    #[command(flatten)]
+    output: OutputArgs,
 }
 
 /// Say which signing key each repository uses; a key downloaded just now is always
@@ -326,13 +314,20 @@ struct BuildArgs {
     /// Output directory.
     #[arg(long)]
     out: PathBuf,
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+/// How the bundle is written, shared by `build` and `tyk`.
+#[derive(Args)]
+struct OutputArgs {
     /// gzip (default) or none.
     #[arg(long, value_enum, default_value = "gzip")]
     compression: CompressionArg,
     /// Split the bundle into parts of this size (e.g. 4G, 700M).
     #[arg(long)]
     split: Option<String>,
-    /// Print the result as JSON.
+    /// Print the build result as JSON.
     #[arg(long)]
     json: bool,
     /// Copy this ferry-install .deb (or the one for the target architecture in this
@@ -466,17 +461,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 fetch: args.fetch.clone(),
                 json: false,
             };
-            step(Command::Resolve(resolve), cli.quiet || args.json)?;
+            step(Command::Resolve(resolve), cli.quiet || args.output.json)?;
             return step(
                 Command::Build(BuildArgs {
                     spec,
                     fetch: args.fetch,
                     key: args.key,
                     out: args.out,
-                    compression: args.compression,
-                    split: args.split,
-                    json: args.json,
-                    with_installer: args.with_installer,
+                    output: args.output,
                 }),
                 cli.quiet,
             );
@@ -535,17 +527,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Build(args) => {
             let spec = Spec::load(&args.spec)?;
             let installer = args
+                .output
                 .with_installer
                 .as_deref()
                 .map(|p| InstallerDeb::find(p, &spec.target.arch))
                 .transpose()?;
             let key = keyfile::load_secret_key(&args.key, &EnvOrPrompt)?;
             let options = BuildOptions {
-                compression: match args.compression {
+                compression: match args.output.compression {
                     CompressionArg::Gzip => Compression::Gzip,
                     CompressionArg::None => Compression::None,
                 },
-                split: args.split.as_deref().map(parse_size).transpose()?,
+                split: args.output.split.as_deref().map(parse_size).transpose()?,
                 created: build_time()?,
                 fetch: args.fetch.options()?,
             };
@@ -553,7 +546,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let media = installer
                 .map(|i| i.write_media(&args.out, &out, &key, &reporter))
                 .transpose()?;
-            if args.json {
+            if args.output.json {
                 println!(
                     "{}",
                     serde_json::json!({
