@@ -45,7 +45,7 @@ enum Command {
     Spec(SpecCommand),
     /// Tyk in one go: write the Tyk profile's spec into --out, resolve it (SPEC.lock) and
     /// build it, as `spec tyk`, `resolve` and `build` would.
-    Tyk(TykArgs),
+    Tyk(Box<TykArgs>),
 }
 
 #[derive(Subcommand)]
