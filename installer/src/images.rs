@@ -12,12 +12,12 @@
 
 use crate::config::Config;
 use crate::host::Host;
-use crate::tools::{describe, find_program, tail};
+use crate::tools::{describe, display_command, find_program, tail};
 use crate::verify::{verify_bundle, VerifyRequest};
 use crate::{Error, Result};
 use ferry_bundle::{read_manifest, BundleSource, Image, Reporter, VerifiedManifest};
 use serde::Serialize;
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsString;
 use std::fs::{DirBuilder, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
@@ -683,14 +683,6 @@ fn run_checked(
         });
     }
     Ok(stdout)
-}
-
-fn display_command(program: &Path, args: &[OsString]) -> String {
-    std::iter::once(program.as_os_str())
-        .chain(args.iter().map(OsString::as_os_str))
-        .map(OsStr::to_string_lossy)
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 /// The repository path and tag (or digest) of `reference` under `registry`:

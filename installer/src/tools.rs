@@ -1,7 +1,8 @@
 //! Small helpers for running the host's programs: finding them on `PATH`, describing how
 //! they ended, and keeping the end of their output for an error message.
 
-use std::ffi::OsStr;
+use crate::secret::Secret;
+use std::ffi::{OsStr, OsString};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
@@ -44,4 +45,21 @@ pub(crate) fn tail(text: &str, lines: usize) -> String {
 /// Lower-case hex.
 pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A command line as an operator would read it (arguments joined by spaces).
+pub(crate) fn display_command(program: &Path, args: &[OsString]) -> String {
+    std::iter::once(program.as_os_str())
+        .chain(args.iter().map(OsString::as_os_str))
+        .map(OsStr::to_string_lossy)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `text` with every occurrence of the secret replaced by `***`.
+pub(crate) fn redact(text: &str, secret: Option<&Secret>) -> String {
+    match secret {
+        Some(s) if !s.is_empty() => text.replace(s.expose(), "***"),
+        _ => text.to_string(),
+    }
 }

@@ -951,18 +951,16 @@ fn edit_distance(a: &str, b: &str) -> usize {
 /// Helpers the PostgreSQL and MongoDB backups share: finding programs, private
 /// directories for credentials, temporary output renamed into place.
 pub(super) mod support {
-    use crate::secret::Secret;
     use crate::{Error, Result};
     use sha2::{Digest, Sha256};
-    use std::ffi::{OsStr, OsString};
     use std::fs::OpenOptions;
     use std::io::{self, Write};
     use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
     use std::path::{Path, PathBuf};
-    use std::process::{Command, ExitStatus, Output, Stdio};
+    use std::process::{Command, Output, Stdio};
     use std::sync::atomic::{AtomicU64, Ordering};
 
-    pub(crate) use crate::tools::find_program;
+    pub(crate) use crate::tools::{describe, display_command, find_program, redact, tail};
 
     /// Run with stdin closed, capturing stdout and stderr.
     pub(crate) fn run(cmd: &mut Command) -> io::Result<Output> {
@@ -970,35 +968,6 @@ pub(super) mod support {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .output()
-    }
-
-    pub(crate) fn display_command(program: &Path, args: &[OsString]) -> String {
-        std::iter::once(program.as_os_str())
-            .chain(args.iter().map(OsString::as_os_str))
-            .map(OsStr::to_string_lossy)
-            .collect::<Vec<_>>()
-            .join(" ")
-    }
-
-    pub(crate) fn describe(status: ExitStatus) -> String {
-        match status.code() {
-            Some(code) => format!("exit status {code}"),
-            None => status.to_string(),
-        }
-    }
-
-    /// The last `lines` non-empty lines of `text`.
-    pub(crate) fn tail(text: &str, lines: usize) -> String {
-        let all: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-        all[all.len().saturating_sub(lines)..].join("\n")
-    }
-
-    /// `text` with every occurrence of the secret replaced by `***`.
-    pub(crate) fn redact(text: &str, secret: Option<&Secret>) -> String {
-        match secret {
-            Some(s) if !s.is_empty() => text.replace(s.expose(), "***"),
-            _ => text.to_string(),
-        }
     }
 
     /// A fresh mode-0700 directory under the temp dir, removed with its contents at drop.

@@ -27,7 +27,7 @@
 
 use crate::host::Host;
 use crate::secret::Secret;
-use crate::tools::{describe, find_program, tail};
+use crate::tools::{describe, find_program, redact, tail};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -876,14 +876,6 @@ fn display_command(cmd: &Command) -> String {
         })
         .collect::<Vec<_>>()
         .join(" ")
-}
-
-/// `text` with every occurrence of the secret replaced by `***`.
-fn redact(text: &str, secret: Option<&Secret>) -> String {
-    match secret {
-        Some(s) if !s.is_empty() => text.replace(s.expose(), "***"),
-        _ => text.to_string(),
-    }
 }
 
 // ---------------------------------------------------------------------------------
