@@ -1319,30 +1319,12 @@ fn apply_owner_mode(path: &Path, meta: &fs::Metadata) -> std::result::Result<(),
 
 /// Access and modification times of `meta` on `path`, not following a symlink.
 fn set_times(path: &Path, meta: &fs::Metadata) -> std::result::Result<(), PathError> {
-    let c = cstring(path)?;
-    let times = [
-        libc::timespec {
-            tv_sec: meta.atime() as libc::time_t,
-            tv_nsec: meta.atime_nsec() as _,
-        },
-        libc::timespec {
-            tv_sec: meta.mtime() as libc::time_t,
-            tv_nsec: meta.mtime_nsec() as _,
-        },
-    ];
-    // SAFETY: `c` is a valid NUL-terminated path and `times` two valid timespecs.
-    let rc = unsafe {
-        libc::utimensat(
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            times.as_ptr(),
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    };
-    if rc != 0 {
-        return Err(PathError::new(path, io::Error::last_os_error()));
-    }
-    Ok(())
+    crate::tools::set_times_nofollow(
+        path,
+        Some((meta.atime(), meta.atime_nsec())),
+        (meta.mtime(), meta.mtime_nsec()),
+    )
+    .map_err(|e| PathError::new(path, e))
 }
 
 fn cstring(path: &Path) -> std::result::Result<CString, PathError> {

@@ -63,3 +63,44 @@ pub(crate) fn redact(text: &str, secret: Option<&Secret>) -> String {
         _ => text.to_string(),
     }
 }
+
+/// Set `path`'s access time (`None`: leave it) and modification time, as (seconds,
+/// nanoseconds), without following a symlink.
+pub(crate) fn set_times_nofollow(
+    path: &Path,
+    atime: Option<(i64, i64)>,
+    mtime: (i64, i64),
+) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|_| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, "path contains a NUL byte")
+    })?;
+    let spec = |(sec, nsec): (i64, i64)| libc::timespec {
+        tv_sec: sec as libc::time_t,
+        tv_nsec: nsec as _,
+    };
+    let times = [
+        atime.map_or(
+            libc::timespec {
+                tv_sec: 0,
+                tv_nsec: libc::UTIME_OMIT,
+            },
+            spec,
+        ),
+        spec(mtime),
+    ];
+    // SAFETY: `c` is a valid NUL-terminated path and `times` two valid timespecs, as
+    // utimensat requires.
+    let rc = unsafe {
+        libc::utimensat(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            times.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}

@@ -384,28 +384,7 @@ fn apply_meta(path: &Path, item: &FileItem, strict_owner: bool) -> io::Result<()
     if item.file_type != EntryType::Symlink {
         chmod(path, item.mode)?;
     }
-    let times = [
-        libc::timespec {
-            tv_sec: 0,
-            tv_nsec: libc::UTIME_OMIT,
-        },
-        libc::timespec {
-            tv_sec: item.mtime as libc::time_t,
-            tv_nsec: item.mtime_nsec as _,
-        },
-    ];
-    // SAFETY: `c` is valid and `times` points at two timespecs, as utimensat requires.
-    let rc = unsafe {
-        libc::utimensat(
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            times.as_ptr(),
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    crate::tools::set_times_nofollow(path, None, (item.mtime, i64::from(item.mtime_nsec)))?;
     Ok(())
 }
 

@@ -302,13 +302,8 @@ fn target_for(
 fn parse_redis_target(t: &str, password: Option<Secret>) -> Result<RedisConn> {
     let mut conn = RedisConn {
         host: String::new(),
-        port: 6379,
-        socket: None,
-        username: None,
         password,
-        database: 0,
-        tls: false,
-        ca_cert: None,
+        ..RedisConn::default()
     };
     if let Some(path) = t.strip_prefix("unix:") {
         conn.socket = Some(PathBuf::from(path));

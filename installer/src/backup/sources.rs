@@ -140,13 +140,7 @@ fn str_field<'a>(obj: &'a Value, key: &str) -> Option<&'a str> {
 fn redis(host: &Host, config: &Config, doc: Option<&ConfigDoc>) -> Result<Database> {
     let mut conn = RedisConn {
         host: String::new(),
-        port: 6379,
-        socket: None,
-        username: None,
-        password: None,
-        database: 0,
-        tls: false,
-        ca_cert: None,
+        ..RedisConn::default()
     };
     if let Some(doc) = doc {
         read_tyk_redis(doc, &mut conn)?;
