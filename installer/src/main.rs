@@ -830,10 +830,11 @@ fn print_plan_with(plan: &Plan, extra: &[Failure]) {
                 (Some(source), None) => source.clone(),
                 _ => b.paths.join(" "),
             };
-            let size = b.estimated_bytes.map_or_else(
-                || "size known once dumped".to_string(),
-                |n| format!("{:.1} MiB", n as f64 / 1048576.0),
-            );
+            let size = match (b.estimated_bytes, &b.note) {
+                (Some(n), _) => format!("about {:.1} MiB", n as f64 / 1048576.0),
+                (None, Some(note)) => format!("size unknown: {note}"),
+                (None, None) => "size known once dumped".to_string(),
+            };
             println!("  {:<8} {what}  [{size}]", b.kind);
         }
     }

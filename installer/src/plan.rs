@@ -7,7 +7,7 @@
 //! a directory, and takes dpkg's locks only for the instant it needs to test them (the
 //! way dpkg itself tests them), releasing them at once.
 
-use crate::backup::{estimate, CreateRequest, Estimate};
+use crate::backup::{estimate, measure_database, CreateRequest, Estimate};
 use crate::config::Config;
 use crate::host::Host;
 use crate::inventory::{dpkg_configure_command, take_inventory, DPKG_UPDATES};
@@ -103,6 +103,10 @@ pub struct BackupPlan {
     /// Why an optional backup is left out on this host.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub skipped: Option<String>,
+    /// Why a database's size is not known (its server could not be asked; the backup
+    /// will meet the same problem, before anything is installed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// One failed preflight check.
@@ -306,7 +310,7 @@ pub fn plan_verified(
     ) {
         Ok(request) => {
             let estimate = estimate(host, &request)?;
-            let backups = backup_plans(&request, &estimate);
+            let backups = backup_plans(&request, &estimate, path.as_deref());
             check_backup_tools(&request, path, &mut failures);
             (Some(request), backups)
         }
@@ -505,7 +509,11 @@ fn check_space(host: &Host, base: u64, failures: &mut Vec<Failure>) {
     }
 }
 
-fn backup_plans(request: &CreateRequest, estimate: &Estimate) -> Vec<BackupPlan> {
+fn backup_plans(
+    request: &CreateRequest,
+    estimate: &Estimate,
+    path: Option<&std::ffi::OsStr>,
+) -> Vec<BackupPlan> {
     let mut plans = Vec::new();
     if !request.configs.is_empty() || !request.files.is_empty() {
         plans.push(BackupPlan {
@@ -520,16 +528,28 @@ fn backup_plans(request: &CreateRequest, estimate: &Estimate) -> Vec<BackupPlan>
             source: None,
             estimated_bytes: Some(estimate.files),
             skipped: None,
+            note: None,
         });
     }
     for (db, config) in &request.databases {
+        let (estimated_bytes, note) = match measure_database(db, path) {
+            Ok(size) => (size, None),
+            Err(e) => (
+                None,
+                Some(format!(
+                    "could not ask the server for its size: {}",
+                    e.to_string().lines().next().unwrap_or_default()
+                )),
+            ),
+        };
         plans.push(BackupPlan {
             kind: db.kind().into(),
             config: config.clone(),
             paths: Vec::new(),
             source: Some(db.display()),
-            estimated_bytes: None,
+            estimated_bytes,
             skipped: None,
+            note,
         });
     }
     for s in &request.skipped {
@@ -540,6 +560,7 @@ fn backup_plans(request: &CreateRequest, estimate: &Estimate) -> Vec<BackupPlan>
             source: None,
             estimated_bytes: None,
             skipped: Some(s.reason.clone()),
+            note: None,
         });
     }
     plans

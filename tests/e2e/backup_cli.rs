@@ -111,6 +111,25 @@ fn backup_create_takes_configs_postgres_and_mongodb_and_restore_brings_them_back
     let bundle_path = bundle.path.to_str().unwrap();
     let trust = bundle.trust.to_str().unwrap();
 
+    // plan asks PostgreSQL how large the database is (read-only).
+    let out = install(
+        &root,
+        &path,
+        &["plan", bundle_path, "--trust", trust, "--json"],
+    );
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let size_of = |kind: &str| {
+        plan["backups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["kind"] == kind)
+            .unwrap()["estimated_bytes"]
+            .as_u64()
+    };
+    assert!(size_of("postgres").unwrap() > 1_000_000, "{plan}");
+    assert_eq!(size_of("mongodb"), None);
+
     let out = install(
         &root,
         &path,
@@ -306,6 +325,26 @@ fn redis_backup_through_the_cli_and_a_destination_that_fills_up() {
     assert!(err.contains("was removed"), "{err}");
     assert!(err.contains("needs more than the 1.0 MiB"), "{err}");
     assert!(!err.contains("r3dis-pw"), "{err}");
+
+    // plan measures the dataset (4 MiB of values) before anything is taken.
+    let out = install(
+        &root,
+        &path,
+        &[
+            "plan",
+            bundle.path.to_str().unwrap(),
+            "--trust",
+            bundle.trust.to_str().unwrap(),
+            "--json",
+        ],
+    );
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let redis_plan = &plan["backups"][0];
+    assert_eq!(redis_plan["kind"], "redis", "{plan}");
+    assert!(
+        redis_plan["estimated_bytes"].as_u64().unwrap() >= 4 * 1024 * 1024,
+        "{plan}"
+    );
 
     // With room, the snapshot comes over replication and restores key for key.
     let out = create(&["--json"]);

@@ -211,6 +211,19 @@ impl Estimate {
     }
 }
 
+/// About how large a database's dump will be, asking the server (read-only): Redis's
+/// dataset size, PostgreSQL's `pg_database_size`. MongoDB is not measured (`Ok(None)`).
+/// An error says why the server could not be asked; the backup itself will meet it too.
+pub fn measure_database(db: &Database, path: Option<&std::ffi::OsStr>) -> Result<Option<u64>> {
+    match db {
+        Database::Redis(conn, _) => {
+            super::redis::dataset_size(conn, Duration::from_secs(10)).map(Some)
+        }
+        Database::Postgres(conn) => super::postgres::database_size(conn, path).map(Some),
+        Database::Mongodb(_) => Ok(None),
+    }
+}
+
 /// Measure what `request` will copy; reads only.
 pub fn estimate(host: &Host, request: &CreateRequest) -> Result<Estimate> {
     let mut bytes = 0;

@@ -20,7 +20,7 @@ pub mod redis;
 mod restore;
 pub mod sources;
 
-pub use create::{create, estimate, CreateRequest, Estimate};
+pub use create::{create, estimate, measure_database, CreateRequest, Estimate};
 pub use files::FileItem;
 pub use restore::{restore_set, RestoreOptions, RestoreReport, Restored};
 

@@ -331,6 +331,39 @@ pub fn backup_with_path(
     })
 }
 
+/// The size of the database `conn` names (`pg_database_size`), through `psql` with the
+/// same connection handling as `pg_dump`: about what a custom-format dump takes at
+/// most (it compresses). Read-only; used by `plan` to estimate the backup.
+pub fn database_size(conn: &PgConn, search_path: Option<&OsStr>) -> Result<u64> {
+    let psql = find_tool("psql", search_path, "to measure PostgreSQL databases")?;
+    let args = [
+        OsString::from("--no-psqlrc"),
+        OsString::from("--no-password"),
+        OsString::from("--tuples-only"),
+        OsString::from("--no-align"),
+        OsString::from("--command=SELECT pg_database_size(current_database())"),
+    ];
+    let command = display_command(&psql, &args);
+    let secrets = Secrets::write(conn)?;
+    let mut cmd = Command::new(&psql);
+    cmd.args(&args);
+    connection_env(&mut cmd, conn, secrets.passfile(), search_path);
+    let output = run(&mut cmd).map_err(|e| Error::io(&psql, e))?;
+    let detail = secrets.explain(&output.stderr, conn);
+    drop(secrets);
+    let text = String::from_utf8_lossy(&output.stdout);
+    match text.trim().parse() {
+        Ok(n) if output.status.success() => Ok(n),
+        _ => Err(Error::Command {
+            what: format!("measuring PostgreSQL database {}", conn.display()),
+            command,
+            status: describe(output.status),
+            detail,
+            help: "check that the server is running and reachable from this host, and the user name and password".into(),
+        }),
+    }
+}
+
 /// Restore a custom-format dump into the database `target` names, finding `pg_restore`
 /// on `PATH`. See [`restore_with_path`].
 pub fn restore(dump: &Path, target: &PgConn) -> Result<PgRestore> {

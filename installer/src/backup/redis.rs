@@ -222,6 +222,30 @@ pub fn backup(
     })
 }
 
+/// The size of the server's dataset (`INFO memory` `used_memory_dataset`, else
+/// `used_memory`): about what its snapshot will take, an upper bound as RDB compresses.
+/// Read-only; used by `plan` to estimate the backup. TLS servers are not measured (the
+/// installer speaks TLS only through `redis-cli` when it takes the snapshot).
+pub fn dataset_size(conn: &RedisConn, timeout: Duration) -> Result<u64> {
+    if conn.uses_tls() {
+        return Err(Error::Backup {
+            path: PathBuf::from(conn.display()),
+            message: "not measured: the server speaks TLS".into(),
+            help: "its snapshot size is known once taken".into(),
+        });
+    }
+    let mut c = Client::connect(conn, timeout)?;
+    let info = c.info("memory")?;
+    info_field(&info, "used_memory_dataset")
+        .or_else(|| info_field(&info, "used_memory"))
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| Error::Backup {
+            path: PathBuf::from(conn.display()),
+            message: "INFO memory reports no used_memory".into(),
+            help: "its snapshot size is known once taken".into(),
+        })
+}
+
 /// Check that `path` is a complete RDB file and return its format version.
 ///
 /// It must start with `REDIS` and four ASCII digits and end with the end-of-file
