@@ -230,6 +230,11 @@ fn apply_upgrades_in_order_with_backup_and_summary() {
     edited = edited.replace("8080", "8181");
     std::fs::write(&conf, &edited).unwrap();
     let log_before = s.root.order_log().len();
+    // Rollback packages of three older runs: the oldest is pruned after this run.
+    let rollback = s.root.join("/var/lib/ferry/rollback");
+    for i in 1..=3 {
+        std::fs::create_dir_all(rollback.join(format!("2020010{i}T000000Z-old"))).unwrap();
+    }
 
     let out = s.apply(&["--json"], &[]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
@@ -245,6 +250,13 @@ fn apply_upgrades_in_order_with_backup_and_summary() {
     );
     assert_eq!(std::fs::read_to_string(&conf).unwrap(), edited);
     s.assert_consistent();
+    let mut kept: Vec<String> = std::fs::read_dir(&rollback)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    kept.sort();
+    assert_eq!(kept.len(), 3, "{kept:?}");
+    assert_eq!(&kept[..2], ["20200102T000000Z-old", "20200103T000000Z-old"]);
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(summary["outcome"], "applied");
     let rows = summary["components"].as_array().unwrap();

@@ -46,6 +46,9 @@ use std::ffi::OsString;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
+/// Runs whose captured rollback packages are kept in `/var/lib/ferry/rollback/`.
+pub const KEEP_ROLLBACK_RUNS: usize = 3;
+
 /// What the operator asked `apply` to do.
 #[derive(Clone, Debug, Default)]
 pub struct ApplyOptions {
@@ -1308,10 +1311,28 @@ impl<'a> Run<'a> {
         }
     }
 
-    /// The run is over: its journal goes to `runs/`, its staging directory away.
+    /// The run is over: its journal goes to `runs/`, its staging directory away, and
+    /// rollback packages older than the last [`KEEP_ROLLBACK_RUNS`] runs are removed
+    /// (only the newest run can be rolled back without a newer one in the way).
     fn end_run(&mut self) -> Result<()> {
         self.journal.archive(self.host)?;
         let _ = std::fs::remove_dir_all(self.journal.staging_dir(self.host));
+        let dir = self.host.path(ROLLBACK_DIR);
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            let mut runs: Vec<String> = entries
+                .filter_map(|e| e.ok())
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect();
+            runs.sort();
+            let old = runs.len().saturating_sub(KEEP_ROLLBACK_RUNS);
+            for run in &runs[..old] {
+                if std::fs::remove_dir_all(dir.join(run)).is_ok() {
+                    self.log
+                        .line(&format!("removed the rollback packages of run {run}"));
+                }
+            }
+        }
         Ok(())
     }
 
