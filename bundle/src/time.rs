@@ -57,6 +57,28 @@ impl Timestamp {
     }
 }
 
+impl Timestamp {
+    /// The date as RFC 2822 writes it (`Sat, 21 Nov 2026 00:00:00 UTC`), as APT's
+    /// `Release` files carry it.
+    pub fn rfc2822(self) -> String {
+        const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+        const MONTHS: [&str; 12] = [
+            "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+        ];
+        let days = (self.0 / 86_400) as i64;
+        let rem = self.0 % 86_400;
+        let (y, m, d) = civil_from_days(days);
+        format!(
+            "{}, {d:02} {} {y:04} {:02}:{:02}:{:02} UTC",
+            DAYS[(days % 7) as usize],
+            MONTHS[(m - 1) as usize],
+            rem / 3600,
+            (rem / 60) % 60,
+            rem % 60
+        )
+    }
+}
+
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let days = (self.0 / 86_400) as i64;
@@ -128,6 +150,15 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rfc2822_dates() {
+        assert_eq!(Timestamp(0).rfc2822(), "Thu, 01 Jan 1970 00:00:00 UTC");
+        assert_eq!(
+            Timestamp::parse("2026-11-21T03:04:05Z").unwrap().rfc2822(),
+            "Sat, 21 Nov 2026 03:04:05 UTC"
+        );
+    }
 
     #[test]
     fn known_dates_round_trip() {

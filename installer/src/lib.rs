@@ -14,6 +14,7 @@ pub mod images;
 pub mod inventory;
 pub mod lock;
 pub mod plan;
+pub mod repo;
 pub mod secret;
 pub mod state;
 mod tools;

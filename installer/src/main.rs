@@ -141,6 +141,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The bundle's .debs as a local APT repository.
+    #[command(subcommand)]
+    Repo(RepoCommand),
     /// Show the run in progress or the last run, and what each channel has applied.
     Status {
         /// Print as JSON.
@@ -224,6 +227,18 @@ enum BackupCommand {
         /// Print what was restored as JSON.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum RepoCommand {
+    /// Verify the bundle, then write its .debs into DIR (new or empty) as a flat APT
+    /// repository (Packages, Packages.gz, Release) and print the sources line for it.
+    Export {
+        #[command(flatten)]
+        verify: VerifyArgs,
+        /// The repository directory (a path on this machine, not under --root).
+        dir: PathBuf,
     },
 }
 
@@ -682,6 +697,32 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 &reporter,
             )?;
             return finish_run(&summary, json, cli.quiet);
+        }
+        Command::Repo(RepoCommand::Export { verify, dir }) => {
+            let config = Config::load(&host, cli.config.as_deref())?;
+            let exported = ferry_installer::repo::export(
+                &host,
+                &config,
+                &verify.bundle,
+                &verify.request(),
+                &dir,
+                &reporter,
+            )?;
+            if verify.json {
+                println!("{}", serde_json::to_string_pretty(&exported)?);
+            } else if !cli.quiet {
+                println!(
+                    "{} package(s) in {}, verified from {}:",
+                    exported.packages.len(),
+                    exported.dir.display(),
+                    verify.bundle.display()
+                );
+                for p in &exported.packages {
+                    println!("  {p}");
+                }
+                println!("sources line (e.g. /etc/apt/sources.list.d/ferry.list):");
+                println!("  {}", exported.sources_line);
+            }
         }
         Command::Status { json } => {
             let status = run_status(&host)?;

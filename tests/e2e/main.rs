@@ -10,4 +10,5 @@ mod hostile;
 mod images;
 mod interop;
 mod properties;
+mod repo_export;
 mod roundtrip;

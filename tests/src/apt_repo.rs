@@ -1500,6 +1500,18 @@ impl AptGet {
 
     /// apt for `arch` trusting only `keyring` (`.gpg` or `.asc`).
     pub fn with(repo: &AptRepo, base_url: &str, keyring: &Path, arch: &str) -> AptGet {
+        let sources = format!(
+            "deb [signed-by={}] {}/ {} {}\n",
+            keyring.display(),
+            base_url.trim_end_matches('/'),
+            repo.suite,
+            repo.components.join(" ")
+        );
+        AptGet::with_sources(&sources, arch)
+    }
+
+    /// apt for `arch` with `sources` as its whole sources.list.
+    pub fn with_sources(sources: &str, arch: &str) -> AptGet {
         let apt_get = require_tool("apt-get", "apt");
         require_tool("gpgv", "gpgv");
         let dir = TestDir::new();
@@ -1514,13 +1526,6 @@ impl AptGet {
         ] {
             std::fs::create_dir_all(dir.join(d)).unwrap();
         }
-        let sources = format!(
-            "deb [signed-by={}] {}/ {} {}\n",
-            keyring.display(),
-            base_url.trim_end_matches('/'),
-            repo.suite,
-            repo.components.join(" ")
-        );
         dir.write("etc/sources.list", sources);
         dir.write("state/status", "");
         let p = |rel: &str| dir.join(rel).display().to_string();
