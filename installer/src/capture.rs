@@ -565,13 +565,6 @@ fn file_stem(dest: &Path) -> String {
         .unwrap_or_default()
 }
 
-fn hash_file(path: &Path) -> io::Result<(String, u64)> {
-    let mut file = File::open(path)?;
-    let mut hasher = Sha256::new();
-    let size = io::copy(&mut file, &mut hasher)?;
-    Ok((hex(&hasher.finalize()), size))
-}
-
 // ---------------------------------------------------------------------------------
 // The dpkg status database.
 
@@ -1124,8 +1117,9 @@ fn rebuild(
     File::open(&tmp.path)
         .and_then(|f| f.sync_all())
         .map_err(|e| format!("syncing {}: {e}", tmp.path.display()))?;
-    let (sha256, size) =
-        hash_file(&tmp.path).map_err(|e| format!("{}: {e}", tmp.path.display()))?;
+    let (sha256, size) = crate::tools::sha256_file(&tmp.path)
+        .map(|(size, sha)| (sha, size))
+        .map_err(|e| format!("{}: {e}", tmp.path.display()))?;
     commit(&mut tmp, dest_dir, dest)?;
     Ok((sha256, size))
 }

@@ -8,7 +8,7 @@
 
 use crate::config::Config;
 use crate::host::Host;
-use crate::tools::{describe, find_program, hex, tail};
+use crate::tools::{describe, find_program, hex, sha256_file, tail};
 use crate::verify::{verify_bundle, VerifyRequest};
 use crate::{Error, Result};
 use ferry_bundle::Reporter;
@@ -120,12 +120,10 @@ fn write_repo(
             });
         }
         let control = String::from_utf8_lossy(&out.stdout);
-        let bytes = std::fs::read(&dest).map_err(|e| Error::io(&dest, e))?;
+        let (size, sha256) = sha256_file(&dest).map_err(|e| Error::io(&dest, e))?;
         index.push_str(control.trim_end());
         index.push_str(&format!(
-            "\nFilename: ./{name}\nSize: {}\nSHA256: {}\n\n",
-            bytes.len(),
-            hex(&Sha256::digest(&bytes))
+            "\nFilename: ./{name}\nSize: {size}\nSHA256: {sha256}\n\n"
         ));
         packages.push(format!("{} {} {}", p.name, p.version, p.arch));
     }

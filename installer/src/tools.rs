@@ -104,3 +104,16 @@ pub(crate) fn set_times_nofollow(
     }
     Ok(())
 }
+
+/// Bytes read from `reader` and their sha256 (hex), streamed.
+pub(crate) fn sha256_of(mut reader: impl std::io::Read) -> std::io::Result<(u64, String)> {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    let size = std::io::copy(&mut reader, &mut hasher)?;
+    Ok((size, hex(&hasher.finalize())))
+}
+
+/// Size and sha256 (hex) of the file at `path`, streamed.
+pub(crate) fn sha256_file(path: &Path) -> std::io::Result<(u64, String)> {
+    sha256_of(std::fs::File::open(path)?)
+}

@@ -30,7 +30,7 @@ use crate::host::Host;
 use crate::lock::{DpkgFrontendLock, FerryLock};
 use crate::plan::{plan_verified, Failure, Plan};
 use crate::state::{ChannelState, HistoryEntry, State};
-use crate::tools::hex;
+use crate::tools::sha256_file;
 use crate::verify::{verify_bundle, VerifyRequest};
 use crate::{Error, Result};
 use dpkg::DpkgCall;
@@ -786,14 +786,8 @@ impl<'a> Run<'a> {
                     continue;
                 };
                 let path = staging.join(&p.file);
-                let ok = std::fs::File::open(&path)
-                    .and_then(|mut f| {
-                        use sha2::Digest;
-                        let mut h = sha2::Sha256::new();
-                        std::io::copy(&mut f, &mut h)?;
-                        Ok(hex(&h.finalize()))
-                    })
-                    .is_ok_and(|sum| sum == entry.sha256);
+                let ok = sha256_file(&path)
+                    .is_ok_and(|(size, sum)| size == entry.size && sum == entry.sha256);
                 if !ok {
                     return Err(Error::Backup {
                         path,
@@ -1009,7 +1003,6 @@ impl<'a> Run<'a> {
 
     /// Copy a staged bundle file to its place on the host (temp file, fsync, rename).
     fn place_file(&mut self, i: usize, staging: &Path, place: &Place) -> Result<()> {
-        use std::io::Write;
         use std::os::unix::fs::PermissionsExt;
         let dest = self.host.path(&place.dest);
         if !self.journal.steps[i]
@@ -1035,11 +1028,11 @@ impl<'a> Run<'a> {
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default()
         ));
-        let bytes = std::fs::read(staging.join(&place.file))
-            .map_err(|e| Error::io(staging.join(&place.file), e))?;
+        let source = staging.join(&place.file);
+        let mut input = std::fs::File::open(&source).map_err(|e| Error::io(&source, e))?;
         let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-        f.write_all(&bytes)
-            .and_then(|()| f.set_permissions(std::fs::Permissions::from_mode(mode)))
+        std::io::copy(&mut input, &mut f)
+            .and_then(|_| f.set_permissions(std::fs::Permissions::from_mode(mode)))
             .and_then(|()| f.sync_all())
             .map_err(|e| Error::io(&tmp, e))?;
         std::fs::rename(&tmp, &dest).map_err(|e| Error::io(&dest, e))?;

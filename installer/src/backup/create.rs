@@ -282,9 +282,10 @@ pub fn create(
         Err(e) => {
             let dir = set.dir().to_path_buf();
             drop(set);
-            let removed = std::fs::remove_dir_all(&dir);
-            let left = available_at(&base).unwrap_or(0);
+            // Measured before the half-written set is removed, which frees the space.
+            let left = available_at(&base).unwrap_or(u64::MAX);
             let full = is_no_space(&e) || left < 1024 * 1024;
+            let removed = std::fs::remove_dir_all(&dir);
             let removed_note = match removed {
                 Ok(()) => format!("the incomplete set {} was removed", dir.display()),
                 Err(re) => format!(
@@ -325,16 +326,14 @@ fn fill(set: &mut BackupSet, request: &CreateRequest, reporter: &dyn Reporter) -
 
 const MIB: f64 = 1024.0 * 1024.0;
 
+/// A write of ferry's own that failed with ENOSPC, or a dump program (pg_dump,
+/// mongodump, redis-cli) that said so in its own words.
 fn is_no_space(e: &Error) -> bool {
-    if let Error::Io { source, .. } = e {
-        if source.raw_os_error() == Some(libc::ENOSPC)
-            || source.kind() == std::io::ErrorKind::StorageFull
-        {
-            return true;
-        }
+    match e {
+        Error::Io { source, .. } => source.raw_os_error() == Some(libc::ENOSPC),
+        Error::Command { detail, .. } => detail.contains("No space left on device"),
+        _ => false,
     }
-    let text = e.to_string();
-    text.contains("No space left on device") || text.contains("ENOSPC")
 }
 
 /// Free bytes for unprivileged writers on the filesystem holding `dir` (or its nearest

@@ -340,21 +340,7 @@ pub(super) fn hash_file(path: &Path) -> io::Result<(u64, String)> {
         .read(true)
         .custom_flags(libc::O_NOFOLLOW)
         .open(path)?;
-    let mut hasher = Sha256::new();
-    let size = io::copy(&mut f, &mut HashWriter(&mut hasher))?;
-    Ok((size, hex(&hasher.finalize())))
-}
-
-struct HashWriter<'a>(&'a mut Sha256);
-
-impl Write for HashWriter<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.update(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
+    crate::tools::sha256_of(&mut f)
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {

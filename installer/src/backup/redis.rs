@@ -27,10 +27,9 @@
 
 use crate::host::Host;
 use crate::secret::Secret;
-use crate::tools::{describe, find_program, redact, tail};
+use crate::tools::{describe, find_program, redact, sha256_file, tail};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use std::ffi::OsString;
 use std::fs::{DirBuilder, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
@@ -205,7 +204,7 @@ pub fn backup(
     tmp.sync()?;
     let (rdb_version, rdb_checks) = check_rdb_as(tmp.path(), out)?;
     checks.extend(rdb_checks);
-    let (size, sha256) = hash_file(tmp.path()).map_err(|e| Error::io(out, e))?;
+    let (size, sha256) = sha256_file(tmp.path()).map_err(|e| Error::io(out, e))?;
     tmp.commit()?;
     tracing::info!(
         "Redis {} backed up: {size} bytes, RDB version {rdb_version}, method {method:?}",
@@ -614,7 +613,11 @@ struct WatchedWriter<'a> {
 impl Write for WatchedWriter<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.inner.write(buf).inspect_err(|e| {
-            self.error = Some(io::Error::new(e.kind(), e.to_string()));
+            // Keep the OS error itself, so a full disk stays recognisable (ENOSPC).
+            self.error = Some(match e.raw_os_error() {
+                Some(code) => io::Error::from_raw_os_error(code),
+                None => io::Error::new(e.kind(), e.to_string()),
+            });
         })
     }
 
@@ -983,27 +986,6 @@ impl Drop for TempOut {
             let _ = std::fs::remove_file(&self.tmp);
         }
     }
-}
-
-fn hash_file(path: &Path) -> io::Result<(u64, String)> {
-    let mut f = File::open(path)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut size = 0u64;
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        size += n as u64;
-    }
-    let hex = hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    Ok((size, hex))
 }
 
 // ---------------------------------------------------------------------------------
