@@ -306,8 +306,11 @@ fn apply_upgrades_in_order_with_backup_and_summary() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("nothing-to-do"));
 
-    // rollback of the completed run puts 1.0 back, configs as they were.
-    let out = s.ferry(&["rollback"], &[]);
+    // rollback --to names the run by its backup set; an unknown set is refused.
+    let out = s.ferry(&["rollback", "--to", "20200101T000000Z-none"], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no applied run took backup set"));
+    let out = s.ferry(&["rollback", "--to", backup_id], &[]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_eq!(s.versions(), all("1.0"));
     assert_eq!(std::fs::read_to_string(&conf).unwrap(), edited);
@@ -596,6 +599,17 @@ fn crash_and_recover(checkpoint: &str, recover: &str) {
     let again = s.apply(&[], &[]);
     assert_eq!(again.status.code(), Some(4), "{}", text(&again));
     assert!(String::from_utf8_lossy(&again.stderr).contains("ferry-install resume"));
+    // status shows the interrupted run and what to do next.
+    let status = s.ferry(&["status", "--json"], &[]);
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert!(status["in_progress"]["run_id"].is_string(), "{status}");
+    assert_eq!(status["running"], false);
+    let shown = s.ferry(&["status"], &[]);
+    let shown = String::from_utf8_lossy(&shown.stdout).into_owned();
+    assert!(
+        shown.contains("INTERRUPTED") && shown.contains("ferry-install resume"),
+        "{shown}"
+    );
     let out = s.ferry(&[recover], &[]);
     assert_eq!(
         out.status.code(),

@@ -200,6 +200,43 @@ fn backup_create_takes_configs_postgres_and_mongodb_and_restore_brings_them_back
     assert_eq!(rows.trim(), "300|0");
     assert!(mongo.argv("mongorestore").contains(&"--drop".to_string()));
 
+    // --path restores just that file; --postgres-target restores into another database.
+    std::fs::write(&conf, "{}").unwrap();
+    let out = install(
+        &root,
+        &path,
+        &[
+            "backup",
+            "restore",
+            &id,
+            "--only",
+            "files",
+            "--path",
+            "/opt/tyk-dashboard/tyk_analytics.conf",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(std::fs::read(&conf).unwrap(), original);
+    pg.create_database("tyk_copy", Some("tyk"));
+    let copy = pg.conninfo("tyk", DB_PASSWORD, "tyk_copy");
+    let out = install(
+        &root,
+        &path,
+        &[
+            "backup",
+            "restore",
+            &id,
+            "--only",
+            "postgres",
+            "--postgres-target",
+            &copy,
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!String::from_utf8_lossy(&out.stdout).contains(DB_PASSWORD));
+    let rows = pg.psql_as("tyk", DB_PASSWORD, "tyk_copy", "SELECT count(*) FROM apis;");
+    assert_eq!(rows.trim(), "300");
+
     // A damaged dump is refused before anything is restored.
     std::fs::write(&conf, "{}").unwrap();
     let dump = set_dir.join("postgres.dump");

@@ -194,6 +194,51 @@ mod tests {
         assert!(parse_url("ftp://x/").is_err());
     }
 
+    /// A one-answer HTTP server on 127.0.0.1; returns its URL.
+    fn answer_once(status: u16, body: &'static str) -> String {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/hello", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut request = [0u8; 1024];
+            let _ = std::io::Read::read(&mut stream, &mut request);
+            let answer = format!(
+                "HTTP/1.1 {status} X\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            stream.write_all(answer.as_bytes()).unwrap();
+        });
+        url
+    }
+
+    fn health(url: String) -> Health {
+        Health {
+            url,
+            json_status: vec!["pass".into()],
+            timeout_secs: 1,
+            warn_status: vec!["warn".into()],
+            derive: None,
+        }
+    }
+
+    #[test]
+    fn status_field_decides_not_the_http_code() {
+        let pass = check_once(&health(answer_once(200, r#"{"status":"pass"}"#)));
+        assert!(matches!(pass, Attempt::Pass(_)), "{pass:?}");
+        let warn = check_once(&health(answer_once(200, r#"{"status":"warn"}"#)));
+        assert!(
+            matches!(&warn, Attempt::Pass(s) if s.contains("WARNING")),
+            "{warn:?}"
+        );
+        let fail = check_once(&health(answer_once(200, r#"{"status":"fail"}"#)));
+        assert!(matches!(fail, Attempt::Unhealthy(_)), "{fail:?}");
+        // 503 with an accepted status still passes: the JSON decides.
+        let odd = check_once(&health(answer_once(503, r#"{"status":"pass"}"#)));
+        assert!(matches!(odd, Attempt::Pass(_)), "{odd:?}");
+        let none = check_once(&health(answer_once(200, "hello")));
+        assert!(matches!(none, Attempt::Unhealthy(_)), "{none:?}");
+    }
+
     #[test]
     fn chunked() {
         assert_eq!(
