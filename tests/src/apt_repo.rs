@@ -225,18 +225,8 @@ impl DebSpec {
     /// Set a maintainer script (`preinst`, `postinst`, `prerm`, `postrm`, `config`);
     /// text without a `#!` line gets `#!/bin/sh` and `set -e` put in front. Mode 0755.
     pub fn script(mut self, name: impl Into<String>, text: impl Into<String>) -> Self {
-        let text = text.into();
-        let text = if text.starts_with("#!") {
-            text
-        } else {
-            format!("#!/bin/sh\nset -e\n{text}")
-        };
-        let text = if text.ends_with('\n') {
-            text
-        } else {
-            format!("{text}\n")
-        };
-        self.scripts.insert(name.into(), text);
+        self.scripts
+            .insert(name.into(), maintainer_script(text.into()));
         self
     }
 
@@ -360,6 +350,20 @@ impl DebSpec {
         }
         out
     }
+}
+
+/// A maintainer script as packages ship it: text without a `#!` line gets `#!/bin/sh`
+/// and `set -e` in front, and it ends with a newline.
+pub fn maintainer_script(text: String) -> String {
+    let mut text = if text.starts_with("#!") {
+        text
+    } else {
+        format!("#!/bin/sh\nset -e\n{text}")
+    };
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text
 }
 
 /// `n` independent filler packages `filler-0000`, `filler-0001`, … (version `1.0-1`,

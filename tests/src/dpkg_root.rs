@@ -495,16 +495,8 @@ impl FixturePackage {
 
     /// A maintainer script; text without a `#!` line gets `#!/bin/sh` and `set -e`.
     pub fn script(mut self, name: impl Into<String>, text: impl Into<String>) -> Self {
-        let text = text.into();
-        let mut text = if text.starts_with("#!") {
-            text
-        } else {
-            format!("#!/bin/sh\nset -e\n{text}")
-        };
-        if !text.ends_with('\n') {
-            text.push('\n');
-        }
-        self.scripts.insert(name.into(), text);
+        self.scripts
+            .insert(name.into(), crate::apt_repo::maintainer_script(text.into()));
         self
     }
 
