@@ -450,18 +450,14 @@ fn run(out: &Out, work: &Path, keep: Option<&Path>) -> Vec<String> {
     .iter()
     .map(|s| s.to_string())
     .collect();
-    for c in &COMPONENTS {
-        args.push("--keyring-fingerprint".into());
-        args.push(format!("{}={fingerprint}", c.package()));
-    }
-    args.extend([
-        "--key".into(),
-        path_str(&release_key.with_extension("key")),
-        "--cache".into(),
-        path_str(&cache),
-        "--out".into(),
-        path_str(&build1),
-    ]);
+    let packages: Vec<String> = COMPONENTS.iter().map(|c| c.package()).collect();
+    args.extend(signing_args(
+        &packages,
+        &fingerprint,
+        &release_key,
+        &cache,
+        &build1,
+    ));
     out.run("ferry-build", &strs(&args), 0, 40);
     let bundle = built_bundle(&build1);
     let bundle_size = std::fs::metadata(&bundle).unwrap().len();
@@ -632,18 +628,18 @@ fn run(out: &Out, work: &Path, keep: Option<&Path>) -> Vec<String> {
     .iter()
     .map(|s| s.to_string())
     .collect();
-    for c in COMPONENTS.iter().filter(|c| c.name != "pump") {
-        args.push("--keyring-fingerprint".into());
-        args.push(format!("{}={fingerprint}", c.package()));
-    }
-    args.extend([
-        "--key".into(),
-        path_str(&release_key.with_extension("key")),
-        "--cache".into(),
-        path_str(&cache),
-        "--out".into(),
-        path_str(&build2),
-    ]);
+    let packages: Vec<String> = COMPONENTS
+        .iter()
+        .filter(|c| c.name != "pump")
+        .map(|c| c.package())
+        .collect();
+    args.extend(signing_args(
+        &packages,
+        &fingerprint,
+        &release_key,
+        &cache,
+        &build2,
+    ));
     out.run("ferry-build", &strs(&args), 0, 10);
     let broken = built_bundle(&build2);
     let broken_s = path_str(&broken);
@@ -1269,6 +1265,31 @@ fn condensed(text: &str, how: Condense) -> String {
         out.push('\n');
     }
     out
+}
+
+/// The `ferry-build tyk` arguments both builds share: each repository's pinned key
+/// fingerprint, the release key, the download cache and the output directory.
+fn signing_args(
+    packages: &[String],
+    fingerprint: &str,
+    release_key: &Path,
+    cache: &Path,
+    out: &Path,
+) -> Vec<String> {
+    let mut args = Vec::new();
+    for package in packages {
+        args.push("--keyring-fingerprint".into());
+        args.push(format!("{package}={fingerprint}"));
+    }
+    args.extend([
+        "--key".into(),
+        path_str(&release_key.with_extension("key")),
+        "--cache".into(),
+        path_str(cache),
+        "--out".into(),
+        path_str(out),
+    ]);
+    args
 }
 
 fn path_str(p: &Path) -> String {
