@@ -13,7 +13,7 @@
 
 mod support;
 
-use ferry_bundle::{FileEntry, Image, Manifest, Target, Timestamp, FORMAT};
+use ferry_bundle::{FileEntry, Image, Manifest};
 use sha2::{Digest, Sha256};
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
@@ -212,20 +212,7 @@ impl TestBundle {
             std::fs::write(&p, bytes).unwrap();
             sources.push(p);
         }
-        let now = Timestamp::now().unix();
         let manifest = Manifest {
-            format: FORMAT.into(),
-            name: "images-test-1".into(),
-            channel: "test/images".into(),
-            sequence: 1,
-            created: Timestamp(now - 60),
-            expires: Timestamp(now + 90 * 86_400),
-            builder: "ferry-installer tests".into(),
-            target: Target {
-                distro: "debian".into(),
-                codename: "bookworm".into(),
-                arch: "amd64".into(),
-            },
             files: files
                 .iter()
                 .map(|(path, bytes)| FileEntry {
@@ -235,11 +222,8 @@ impl TestBundle {
                     mode: "0644".into(),
                 })
                 .collect(),
-            packages: vec![],
             images: images.iter().map(|(i, _)| i.clone()).collect(),
-            steps: vec![],
-            backups: vec![],
-            notes: vec![],
+            ..support::manifest("images-test-1", "test/images")
         };
         let (bundle, trust) = support::sign_and_write(dir.path(), &manifest, &sources);
         TestBundle { bundle, trust, dir }

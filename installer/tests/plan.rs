@@ -6,9 +6,7 @@
 
 mod support;
 
-use ferry_bundle::{
-    Backup, BackupKind, FileEntry, Manifest, Package, Role, Step, Target, Timestamp, FORMAT,
-};
+use ferry_bundle::{Backup, BackupKind, FileEntry, Manifest, Package, Role, Step};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::os::fd::AsRawFd;
@@ -60,28 +58,13 @@ fn step(component: &str, packages: &[&str], only_if_installed: bool) -> Step {
 /// The default manifest: gateway 5.2.5 (installed here at 4.0.8) with a dependency,
 /// dashboard 5.2.5 only if installed (it is not), a redis backup and a note.
 fn manifest() -> Manifest {
-    let now = Timestamp::now().unix();
     Manifest {
-        format: FORMAT.into(),
-        name: "tyk-5.2.5-debian-bookworm-amd64".into(),
-        channel: "test/plan".into(),
-        sequence: 1,
-        created: Timestamp(now - 60),
-        expires: Timestamp(now + 90 * 86_400),
-        builder: "ferry-installer tests".into(),
-        target: Target {
-            distro: "debian".into(),
-            codename: "bookworm".into(),
-            arch: "amd64".into(),
-        },
-        files: vec![],
         packages: vec![
             deb("tyk-gateway", "5.2.5", Role::Target),
             deb("libtyk", "1:2.0~rc1", Role::Dependency),
             deb("tyk-dashboard", "5.2.5", Role::Target),
             deb("tyk-gateway", "4.0.8", Role::Previous),
         ],
-        images: vec![],
         steps: vec![
             step("gateway", &["libtyk", "tyk-gateway"], true),
             step("dashboard", &["tyk-dashboard"], true),
@@ -93,6 +76,7 @@ fn manifest() -> Manifest {
             optional: false,
         }],
         notes: vec!["Go plugins must be recompiled for 5.2.5".into()],
+        ..support::manifest("tyk-5.2.5-debian-bookworm-amd64", "test/plan")
     }
 }
 

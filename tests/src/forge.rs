@@ -1,7 +1,7 @@
 //! Forging tar archives entry by entry, with full control of every header field, so tests
 //! can build exactly the hostile bundles the reader must refuse.
 
-use ferry_bundle::{FileEntry, Manifest, Target, Timestamp, FORMAT};
+use ferry_bundle::{FileEntry, Manifest};
 use ferry_keys::{SecretKey, Signature};
 use sha2::{Digest, Sha256};
 use std::io::Write;
@@ -185,26 +185,12 @@ impl Fixture {
                 crate::noise(70_000, 2),
             ),
         ];
-        let now = Timestamp::now().unix();
         let manifest = Manifest {
-            format: FORMAT.into(),
-            name: "hostile-1".into(),
             channel: "test/bookworm-amd64".into(),
             sequence: 100,
-            created: Timestamp(now - 60),
-            expires: Timestamp(now + 90 * 86_400),
             builder: "ferry-tests".into(),
-            target: Target {
-                distro: "debian".into(),
-                codename: "bookworm".into(),
-                arch: "amd64".into(),
-            },
             files: files.iter().map(|(p, d)| entry(p, d)).collect(),
-            packages: vec![],
-            images: vec![],
-            steps: vec![],
-            backups: vec![],
-            notes: vec![],
+            ..crate::bundle::manifest("hostile-1")
         };
         Fixture {
             key: SecretKey::generate(),

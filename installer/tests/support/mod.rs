@@ -2,7 +2,8 @@
 //! write the bundle, returning the bundle and a trust file for that key.
 
 use ferry_bundle::{
-    write_bundle, BundleContents, Compression, Manifest, NullReporter, WriteOptions,
+    write_bundle, BundleContents, Compression, Manifest, NullReporter, Target, Timestamp,
+    WriteOptions, FORMAT,
 };
 use ferry_keys::SecretKey;
 use std::path::{Path, PathBuf};
@@ -34,4 +35,30 @@ pub fn sign_and_write(dir: &Path, manifest: &Manifest, sources: &[PathBuf]) -> (
     let trust = dir.join("trusted.pub");
     std::fs::write(&trust, key.public_key().to_file_string()).unwrap();
     (written[0].clone(), trust)
+}
+
+/// A manifest for `debian bookworm amd64` named `name` on `channel`, sequence 1, created
+/// a minute ago and valid 90 days, with nothing in it yet.
+pub fn manifest(name: &str, channel: &str) -> Manifest {
+    let now = Timestamp::now().unix();
+    Manifest {
+        format: FORMAT.into(),
+        name: name.into(),
+        channel: channel.into(),
+        sequence: 1,
+        created: Timestamp(now - 60),
+        expires: Timestamp(now + 90 * 86_400),
+        builder: "ferry-installer tests".into(),
+        target: Target {
+            distro: "debian".into(),
+            codename: "bookworm".into(),
+            arch: "amd64".into(),
+        },
+        files: vec![],
+        packages: vec![],
+        images: vec![],
+        steps: vec![],
+        backups: vec![],
+        notes: vec![],
+    }
 }
