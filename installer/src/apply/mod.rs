@@ -23,7 +23,10 @@ pub mod journal;
 pub mod log;
 pub mod service;
 
-use crate::backup::{self, read_manifest as read_backup_manifest, restore_files, Item};
+use crate::backup::{
+    self, compact_stamp, create_private_dir_all, read_manifest as read_backup_manifest,
+    restore_files, Item,
+};
 use crate::capture::{self, Installed};
 use crate::config::Config;
 use crate::host::Host;
@@ -43,7 +46,6 @@ use log::RunLog;
 use serde::Serialize;
 use service::ServiceManager;
 use std::ffi::OsString;
-use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 /// Runs whose captured rollback packages are kept in `/var/lib/ferry/rollback/`.
@@ -244,11 +246,7 @@ pub fn apply(
     }
     let stamp = compact_stamp(host.now());
     let staging_parent = host.path(STAGING_DIR);
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&staging_parent)
-        .map_err(|e| Error::io(&staging_parent, e))?;
+    create_private_dir_all(&staging_parent)?;
     let staging_rel = format!("{STAGING_DIR}/{stamp}");
     let staging = host.path(&staging_rel);
     if staging.exists() {
@@ -893,11 +891,7 @@ impl<'a> Run<'a> {
 
     fn capture_all(&mut self) -> Result<()> {
         let dest = self.host.path(ROLLBACK_DIR).join(&self.journal.run_id);
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&dest)
-            .map_err(|e| Error::io(&dest, e))?;
+        create_private_dir_all(&dest)?;
         let staging = self.journal.staging_dir(self.host);
         let wanted: Vec<PackageRecord> = self
             .journal
@@ -1533,9 +1527,4 @@ fn dry_run(
         host.path(crate::host::STATE_PATH).display()
     ));
     Ok(Summary::without_run(&manifest, "dry-run", &steps, commands))
-}
-
-/// `2026-11-21T00:00:00Z` → `20261121T000000Z`.
-fn compact_stamp(t: Timestamp) -> String {
-    t.to_string().replace(['-', ':'], "")
 }

@@ -528,8 +528,9 @@ fn backups_dir(host: &Host, dest: Option<&Path>) -> PathBuf {
     dest.map_or_else(|| host.path(BACKUP_DIR), Path::to_path_buf)
 }
 
-/// `2026-11-21T00:00:00Z` → `20261121T000000Z`.
-fn compact_stamp(t: Timestamp) -> String {
+/// `2026-11-21T00:00:00Z` → `20261121T000000Z`: the stamp that starts the ids of backup
+/// sets and runs.
+pub(crate) fn compact_stamp(t: Timestamp) -> String {
     t.to_string().replace(['-', ':'], "")
 }
 
@@ -551,7 +552,7 @@ fn check_name(name: &str, base: &Path) -> Result<()> {
 }
 
 /// `create_dir_all` where every directory it creates is 0700.
-fn create_private_dir_all(dir: &Path) -> Result<()> {
+pub(crate) fn create_private_dir_all(dir: &Path) -> Result<()> {
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
